@@ -1,0 +1,143 @@
+"""Closed forms of DESIGN.md section 2: scale, variance, CV, ESS and efficiency of a weighting.
+
+The model: answer i's gradient g_i has mean grad J (the same for every length) and covariance
+trace V * v(L_i), where v(L) = L^beta, or the exact variance of a sum of L AR(1) token terms.
+The batch estimate is g_hat = sum_i x_i g_i, so given the lengths
+
+    E[g_hat | L] = (sum_i x_i) grad J,    E||g_hat - E g_hat||^2 = V sum_i x_i^2 v(L_i).
+
+Over a length distribution the total weight sum_i x_i may itself vary (the *scale drift* of
+GRPO and DAPO), adding Var(sum x) |grad J|^2. Figures are "per unit scale": divided by
+(E[sum x])^2, so a smaller step is not mistaken for less noise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from vlsim.aggregators import _weights_unchecked
+
+
+def ar1_sum_variance(lengths: np.ndarray | float, rho: float) -> np.ndarray:
+    """Var(e_1 + ... + e_L) for a stationary AR(1) sequence with unit marginal variance.
+
+    With correlation rho between neighbours: L (1 + rho)/(1 - rho) - 2 rho (1 - rho^L)/(1 - rho)^2.
+    It equals L for rho = 0 and grows like L^2 while L is short compared with 1/(1 - rho).
+    """
+    if not 0.0 <= rho < 1.0:
+        raise ValueError(f"rho must lie in [0, 1), got {rho}")
+    L = np.asarray(lengths, dtype=np.float64)
+    if rho == 0.0:
+        return L.copy()
+    return L * (1 + rho) / (1 - rho) - 2 * rho * (1 - rho**L) / (1 - rho) ** 2
+
+
+def answer_variance(
+    lengths: np.ndarray | float, rho: float = 0.0, beta: float | None = None
+) -> np.ndarray:
+    """v(L): an answer's gradient variance in units of one token's: L^beta, or AR(1) if beta is None."""
+    L = np.asarray(lengths, dtype=np.float64)
+    if beta is not None:
+        return L**beta
+    return ar1_sum_variance(L, rho)
+
+
+def effective_beta(rho: float, lengths: np.ndarray) -> float:
+    """Least-squares slope of log v(L) on log L over the given lengths: the 'beta' AR(1) implies.
+
+    Between 1 (independent tokens) and 2 (fully correlated); the optimal VL Norm alpha is
+    about this value.
+    """
+    L = np.unique(np.asarray(lengths, dtype=np.float64))
+    if L.size < 2:
+        L = np.array([max(L[0] / 2, 1.0), L[0] * 2]) if L.size else np.array([1.0, 2.0])
+    x, y = np.log(L), np.log(ar1_sum_variance(L, rho))
+    return float(np.polyfit(x, y, 1)[0])
+
+
+def optimal_weights(answer_var: np.ndarray, max_len: float) -> np.ndarray:
+    """The least-variance weights with group totals 1/(B M): x proportional to 1 / v(L) per group.
+
+    Lagrange: minimise sum x^2 v subject to sum_i x_i = c gives x_i = c v_i^-1 / sum_j v_j^-1.
+    answer_var has shape (..., B, G).
+    """
+    inv = 1.0 / np.asarray(answer_var, dtype=np.float64)  # (..., B, G)
+    B = inv.shape[-2]
+    return inv / inv.sum(axis=-1, keepdims=True) / (B * max_len)
+
+
+@dataclass(frozen=True)
+class Figures:
+    """The figures of one weighting, as defined in DESIGN.md ('Figures every view reports')."""
+
+    scale: float  # M * E[sum x]: 1 for the unbiased aggregators
+    variance: float  # E||g_hat - E g_hat||^2 / E[sum x]^2, in units of V
+    cv: float  # sqrt(variance) / |grad J|
+    ess: float  # E[(sum x)^2 / sum x^2]: Kish effective number of answers
+    efficiency: float  # least achievable unbiased variance / this variance, in (0, 1]
+    scale_drift: float  # std of M * sum x across batches: 0 for the unbiased aggregators
+
+    def as_dict(self) -> dict[str, float]:
+        """Plain dict for tables and JSON."""
+        return asdict(self)
+
+
+def figures(
+    x: np.ndarray,
+    answer_var: np.ndarray,
+    max_len: float,
+    token_var: float = 1.0,
+    grad_norm: float = 1.0,
+) -> Figures:
+    """Figures of weights x for lengths whose answers have variance token_var * answer_var.
+
+    x and answer_var have shape (B, G) for one batch, or (S, B, G) for S draws of the
+    lengths, in which case every figure is the expectation over those draws (the scale drift
+    Var(sum x) |grad J|^2 counts as variance). grad_norm = 0 gives the token-noise part alone
+    (cv is then undefined: nan).
+    """
+    x = np.asarray(x, dtype=np.float64)
+    v = np.asarray(answer_var, dtype=np.float64)
+    if x.ndim == 2:
+        x, v = x[None], v[None]
+    total = x.sum(axis=(-2, -1))  # (S,)
+    noise = token_var * (x**2 * v).sum(axis=(-2, -1))  # (S,)
+    x_opt = optimal_weights(v, max_len)
+    noise_opt = token_var * (x_opt**2 * v).sum(axis=(-2, -1))  # (S,), total weight 1/M exactly
+    mean_total = total.mean()
+    raw_var = noise.mean() + total.var() * grad_norm**2
+    variance = raw_var / mean_total**2
+    best = noise_opt.mean() * max_len**2
+    return Figures(
+        scale=float(max_len * mean_total),
+        variance=float(variance),
+        cv=float(np.sqrt(variance) / grad_norm) if grad_norm > 0 else float("nan"),
+        ess=float((total**2 / (x**2).sum(axis=(-2, -1))).mean()),
+        efficiency=float(best / variance),
+        scale_drift=float(max_len * total.std()),
+    )
+
+
+def aggregator_figures(
+    name: str,
+    lengths: np.ndarray,
+    max_len: int,
+    alpha: float = 1.0,
+    scope: str = "group",
+    rho: float = 0.0,
+    beta: float | None = None,
+    token_var: float = 1.0,
+    grad_norm: float = 1.0,
+) -> Figures:
+    """Closed-form figures of one aggregator on lengths of shape (B, G) or (S, B, G)."""
+    L = np.asarray(lengths)
+    x = _weights_unchecked(name, L, max_len, alpha, scope)
+    return figures(x, answer_variance(L, rho, beta), max_len, token_var, grad_norm)
+
+
+def weighted_variance(x: np.ndarray, lengths: np.ndarray, beta: float = 1.0) -> float:
+    """V-free variance of sum x_i g_i for one batch: sum_i x_i^2 L_i^beta (no normalisation)."""
+    x = np.asarray(x, dtype=np.float64)
+    return float((x**2 * np.asarray(lengths, dtype=np.float64) ** beta).sum())
