@@ -1,0 +1,287 @@
+"""`python -m vlsim ...`: the Length Lab, training and stored runs, headless.
+
+Options are generated from the pydantic configs, so `--help` always lists every field with
+the description it is declared with, and a config file (JSON or YAML) can set any of them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import types
+import typing
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ValidationError
+
+from vlsim.config import SWEEP_PARAMS, LabConfig, format_errors, load_config
+from vlsim.lengths import parse_length_spec
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+class CliError(Exception):
+    """A user mistake: printed as one clear line, exit status 2."""
+
+
+# ---------------------------------------------------------------- options from pydantic
+
+
+def _scalar_type(annotation: Any) -> type | None:
+    """The argparse type of a simple pydantic field (None for nested or list fields)."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        annotation = args[0] if len(args) == 1 else None
+    if typing.get_origin(annotation) is typing.Literal:
+        return str
+    return annotation if annotation in (int, float, str, bool) else None
+
+
+def add_model_options(
+    parser: argparse.ArgumentParser, model: type[BaseModel], skip: Sequence[str] = ()
+) -> list[str]:
+    """Add one --option per scalar field of a config model; return the field names added."""
+    added = []
+    for name, field in model.model_fields.items():
+        kind = _scalar_type(field.annotation)
+        if name in skip or kind is None:
+            continue
+        flag = "--" + name.replace("_", "-")
+        default = field.get_default(call_default_factory=True)
+        help_text = f"{field.description or ''} (default: {default})"
+        choices = None
+        if typing.get_origin(field.annotation) is typing.Literal:
+            choices = list(typing.get_args(field.annotation))
+        if kind is bool:
+            parser.add_argument(
+                flag, dest=name, action=argparse.BooleanOptionalAction, default=None, help=help_text
+            )
+        else:
+            parser.add_argument(
+                flag, dest=name, type=kind, default=None, choices=choices, help=help_text
+            )
+        added.append(name)
+    return added
+
+
+def build_config(
+    model: type[BaseModel], args: argparse.Namespace, fields: list[str], extra: dict | None = None
+) -> Any:
+    """Config from an optional --config file, then the options given on the command line."""
+    base: dict[str, Any] = {}
+    if getattr(args, "config", None):
+        base = load_config(args.config, model).model_dump()
+    overrides = {f: getattr(args, f) for f in fields if getattr(args, f) is not None}
+    try:
+        return model.model_validate({**base, **overrides, **(extra or {})})
+    except ValidationError as err:
+        raise CliError(f"invalid settings:\n{format_errors(err)}") from err
+
+
+def parse_lengths(text: str) -> dict:
+    """A length spec from JSON or the short form 'kind:key=value,key=value'."""
+    text = text.strip()
+    if text.startswith("{"):
+        data = json.loads(text)
+    else:
+        kind, _, rest = text.partition(":")
+        data = {"kind": kind.strip()}
+        for item in filter(None, (p.strip() for p in rest.split(","))):
+            key, sep, value = item.partition("=")
+            if not sep:
+                raise CliError(f"length parameter {item!r} must look like key=value")
+            data[key.strip()] = json.loads(value) if value.strip()[:1] in "[{" else _number(value)
+    try:
+        return parse_length_spec(data).model_dump()
+    except ValidationError as err:
+        raise CliError(f"invalid --lengths {text!r}:\n{format_errors(err)}") from err
+
+
+def _number(value: str) -> float | int | str:
+    """'3' -> 3, '0.5' -> 0.5, anything else stays a string."""
+    for convert in (int, float):
+        try:
+            return convert(value)
+        except ValueError:
+            pass
+    return value.strip()
+
+
+def parse_sweep(text: str) -> tuple[str, list[float]]:
+    """'alpha=0,0.5,1' or 'alpha=0:2:9' (start:stop:count) -> ('alpha', values)."""
+    param, sep, spec = text.partition("=")
+    param = param.strip()
+    if not sep or param not in SWEEP_PARAMS:
+        raise CliError(
+            f"--sweep must look like PARAM=v1,v2,... or PARAM=start:stop:count with PARAM one of "
+            f"{', '.join(SWEEP_PARAMS)}; got {text!r}"
+        )
+    try:
+        if ":" in spec:
+            start, stop, count = spec.split(":")
+            values = list(np.linspace(float(start), float(stop), int(count)))
+        else:
+            values = [float(v) for v in spec.split(",") if v.strip()]
+    except ValueError as err:
+        raise CliError(f"cannot read the sweep values {spec!r}: {err}") from err
+    if not values:
+        raise CliError("--sweep needs at least one value")
+    return param, values
+
+
+# ---------------------------------------------------------------- output
+
+
+def format_table(rows: list[dict], columns: list[tuple[str, str, str]]) -> str:
+    """Plain-text table: columns are (key, header, format spec)."""
+    cells = [[header for _, header, _ in columns]]
+    for row in rows:
+        cells.append([format(row[key], fmt) if fmt else str(row[key]) for key, _, fmt in columns])
+    widths = [max(len(r[i]) for r in cells) for i in range(len(columns))]
+    lines = []
+    for n, r in enumerate(cells):
+        lines.append("  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))))
+        if n == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+LAB_COLUMNS = [
+    ("display_name", "aggregator", ""),
+    ("scale", "scale", ".4g"),
+    ("scale_theory", "scale (closed form)", ".4g"),
+    ("variance", "variance", ".4g"),
+    ("noise_variance", "token noise", ".4g"),
+    ("noise_variance_theory", "token noise (closed form)", ".4g"),
+    ("cv", "CV", ".3f"),
+    ("efficiency", "efficiency", ".3f"),
+    ("direction_bias", "1 - cos", ".2e"),
+    ("length_tilt_deg", "tilt (deg)", "+.2f"),
+]
+
+
+# ---------------------------------------------------------------- commands
+
+
+def cmd_lab(args: argparse.Namespace) -> int:
+    """Run the Length Lab once, or over a sweep, and print a table or JSON."""
+    extra: dict[str, Any] = {}
+    if args.lengths:
+        extra["lengths"] = parse_lengths(args.lengths)
+    if args.aggregators:
+        extra["aggregators"] = [a.strip() for a in args.aggregators.split(",") if a.strip()]
+    cfg = build_config(LabConfig, args, args._fields, extra)
+    from vlsim.montecarlo import run_lab, sweep_config
+
+    if not args.sweep:
+        result = run_lab(cfg)
+        if args.json:
+            print(result.model_dump_json(indent=2))
+            return 0
+        print(
+            f"Length Lab: {cfg.lengths.describe()}; M={cfg.max_len}, B={cfg.n_groups}, "
+            f"G={cfg.group_size}, rho={cfg.rho}, kappa={cfg.length_slope}, "
+            f"{cfg.n_batches} batches, seed {cfg.seed}"
+        )
+        print(
+            f"mean length {result.mean_length:.1f} (std {result.std_length:.1f}), "
+            f"accuracy {result.mean_accuracy:.2f}, |grad J| = {result.grad_norm:.4g}\n"
+        )
+        print(format_table(result.table(), LAB_COLUMNS))
+        print(
+            "\nscale: M E[sum x] (1 = unbiased step size); variance per unit scale; efficiency: "
+            "least token-noise variance of any unbiased weighting / this one."
+        )
+        return 0
+
+    param, values = parse_sweep(args.sweep)
+    from tqdm import tqdm
+
+    points = []
+    for value in tqdm(values, desc=f"sweep {param}", unit="pt", disable=args.json or None):
+        try:
+            point_cfg = sweep_config(cfg, param, value)
+        except ValidationError as err:
+            raise CliError(f"sweep value {param}={value:g} is invalid:\n{format_errors(err)}") from err
+        result = run_lab(point_cfg)
+        for row in result.table():
+            points.append({param: value, "mean_length": result.mean_length, **row})
+    if args.json:
+        print(json.dumps(points, indent=2))
+        return 0
+    columns = [(param, param, ".4g"), ("mean_length", "mean L", ".1f"), *LAB_COLUMNS[:1]]
+    columns += [("scale", "scale", ".4g"), ("cv", "CV", ".3f"), ("efficiency", "efficiency", ".3f")]
+    print(format_table(points, columns))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole command line."""
+    parser = argparse.ArgumentParser(
+        prog="python -m vlsim",
+        description="vlsim: bias and variance of RLVR loss aggregators (GRPO, DAPO, Dr. GRPO, "
+        "VL Norm), in a synthetic Length Lab and in real tiny-policy training.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    lab = sub.add_parser(
+        "lab",
+        help="run the Length Lab (synthetic gradients) and print every aggregator's figures",
+        description="Monte Carlo of every aggregator on synthetic per-answer gradients; closed "
+        "forms printed beside the estimates. Options override a --config file.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    lab.add_argument("--config", help="JSON or YAML file with LabConfig fields")
+    lab.add_argument(
+        "--lengths",
+        help="length distribution: JSON, or kind:key=value,... e.g. 'lognormal:median=300,sigma=0.8'"
+        " (kinds: fixed, uniform, normal, lognormal, mixture, pareto, empirical)",
+    )
+    lab.add_argument(
+        "--aggregators", help="comma-separated subset of grpo,dapo,dr_grpo,seq_sum,vl_norm"
+    )
+    lab.add_argument(
+        "--sweep",
+        help=f"sweep one parameter: PARAM=v1,v2,... or PARAM=start:stop:count; PARAM in "
+        f"{', '.join(SWEEP_PARAMS)}",
+    )
+    lab.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    lab.set_defaults(handler=cmd_lab, _fields=add_model_options(lab, LabConfig, skip=("lengths",)))
+
+    for register in _EXTRA_COMMANDS:
+        register(sub)
+    return parser
+
+
+_EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []
+"""Modules with more commands (training, runs, sweeps) register themselves here."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the process exit status."""
+    _load_extra_commands()
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.handler(args)
+    except (CliError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted; everything recorded so far is kept", file=sys.stderr)
+        return 130
+
+
+def _load_extra_commands() -> None:
+    """Import the command modules that exist (each adds itself to _EXTRA_COMMANDS once)."""
+    import importlib
+
+    for module in ("vlsim.cli_train",):
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as err:
+            if err.name != module:
+                raise
