@@ -143,7 +143,8 @@ def format_table(rows: list[dict], columns: list[tuple[str, str, str]]) -> str:
     widths = [max(len(r[i]) for r in cells) for i in range(len(columns))]
     lines = []
     for n, r in enumerate(cells):
-        lines.append("  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))))
+        padded = (c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))
+        lines.append("  ".join(padded))
         if n == 0:
             lines.append("  ".join("-" * w for w in widths))
     return "\n".join(lines)
