@@ -1,0 +1,434 @@
+"""Runs, metrics, probes and samples in one SQLite file, written so that nothing is lost.
+
+Every write is its own short transaction and commits at once, so a crash (even kill -9) loses
+at most the record being written. WAL journal mode lets readers (the app) and writers (training
+processes) work at the same time; a busy timeout makes concurrent writers wait instead of fail.
+Each thread gets its own connection, so one Store may be shared by threads; each process opens
+its own connections (a forked child reconnects), so several processes may share one database.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import shutil
+import sqlite3
+import threading
+import time
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, Field
+
+STATUSES = ("queued", "running", "finished", "failed", "stopped")
+DB_NAME = "vlsim.db"
+BUSY_TIMEOUT_S = 30.0
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    config_json TEXT NOT NULL,
+    status TEXT NOT NULL,
+    seed INTEGER,
+    created REAL NOT NULL,
+    started REAL,
+    finished REAL,
+    error TEXT,
+    heartbeat REAL,
+    pid INTEGER,
+    group_name TEXT,
+    total_steps INTEGER
+);
+CREATE INDEX IF NOT EXISTS runs_group ON runs(group_name);
+CREATE TABLE IF NOT EXISTS metrics (
+    run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    step INTEGER NOT NULL,
+    time REAL NOT NULL,
+    data TEXT NOT NULL,
+    PRIMARY KEY (run_id, step)
+);
+CREATE TABLE IF NOT EXISTS probes (
+    run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    step INTEGER NOT NULL,
+    data TEXT NOT NULL,
+    PRIMARY KEY (run_id, step)
+);
+CREATE TABLE IF NOT EXISTS samples (
+    run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    step INTEGER NOT NULL,
+    data TEXT NOT NULL,
+    PRIMARY KEY (run_id, step)
+);
+"""
+
+# Non-finite floats are not valid JSON; they are stored as these strings and decoded back.
+_NONFINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+
+
+def default_data_dir() -> Path:
+    """Where runs live: $VLSIM_DATA_DIR if set, else ./vlsim-data."""
+    return Path(os.environ.get("VLSIM_DATA_DIR") or "vlsim-data")
+
+
+def _jsonable(obj: Any) -> Any:
+    """Plain Python version of obj: numpy/torch values become numbers or lists, NaN/inf strings."""
+    if isinstance(obj, (float, np.floating)):
+        x = float(obj)
+        if math.isfinite(x):
+            return x
+        return "NaN" if math.isnan(x) else ("Infinity" if x > 0 else "-Infinity")
+    if obj is None or isinstance(obj, (bool, int, str)):
+        return obj
+    if isinstance(obj, (np.integer, np.bool_)):
+        return obj.item()
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray) or hasattr(obj, "tolist"):  # numpy arrays, torch tensors
+        return _jsonable(obj.tolist())
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(
+        f"cannot store a value of type {type(obj).__name__} ({obj!r:.60}); "
+        "records may hold numbers, strings, bools, None, lists, dicts and numpy arrays"
+    )
+
+
+def _decode(obj: Any) -> Any:
+    """Inverse of _jsonable for non-finite floats."""
+    if isinstance(obj, str):
+        return _NONFINITE.get(obj, obj)
+    if isinstance(obj, dict):
+        return {k: _decode(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_decode(v) for v in obj]
+    return obj
+
+
+def dumps(obj: Any) -> str:
+    """Encode obj as strict JSON (floats round-trip exactly; NaN/inf become strings)."""
+    return json.dumps(_jsonable(obj), allow_nan=False, separators=(",", ":"))
+
+
+def loads(text: str) -> Any:
+    """Decode JSON written by dumps, turning 'NaN'/'Infinity'/'-Infinity' back into floats."""
+    return _decode(json.loads(text))
+
+
+class RunInfo(BaseModel):
+    """One row of the runs table, with its config parsed."""
+
+    id: int = Field(description="Run id (primary key).")
+    name: str = Field(description="Human-readable run name.")
+    kind: str = Field(description="What sort of run: 'train', 'lab', 'sweep', ...")
+    config: dict = Field(description="The run's configuration, as given to create_run.")
+    status: str = Field(description="One of queued, running, finished, failed, stopped.")
+    seed: int | None = Field(default=None, description="Random seed of the run, if any.")
+    created: float = Field(description="Unix time the run was created.")
+    started: float | None = Field(default=None, description="Unix time it first started running.")
+    finished: float | None = Field(default=None, description="Unix time it ended (any end state).")
+    error: str | None = Field(default=None, description="Error message of a failed run.")
+    heartbeat: float | None = Field(default=None, description="Last time the worker wrote.")
+    pid: int | None = Field(default=None, description="Process id of the worker, if known.")
+    group_name: str | None = Field(default=None, description="Ties runs started together.")
+    total_steps: int | None = Field(default=None, description="Planned number of steps.")
+
+
+class Store:
+    """Runs and their records in data_dir/vlsim.db; safe across threads and processes."""
+
+    def __init__(self, data_dir: str | Path | None = None):
+        self.data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.path = self.data_dir / DB_NAME
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._all_lock = threading.Lock()
+        with self._transaction() as conn:  # BEGIN IMMEDIATE serialises concurrent creators
+            for statement in SCHEMA.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+
+    # -- connections ---------------------------------------------------------------------
+
+    def _conn(self) -> sqlite3.Connection:
+        """This thread's connection (opened on first use, and again after a fork)."""
+        conn = getattr(self._local, "conn", None)
+        if conn is None or self._local.pid != os.getpid():
+            conn = sqlite3.connect(
+                self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+            )
+            conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")  # WAL: durable across process crashes
+            conn.execute("PRAGMA foreign_keys = ON")
+            conn.row_factory = sqlite3.Row
+            self._local.conn, self._local.pid = conn, os.getpid()
+            with self._all_lock:
+                self._all.append(conn)
+        return conn
+
+    @contextmanager
+    def _transaction(self):
+        """A short write transaction that commits on success and rolls back on error."""
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def close(self) -> None:
+        """Close every connection this Store opened in this process."""
+        with self._all_lock:
+            for conn in self._all:
+                with suppress(sqlite3.Error):
+                    conn.close()
+            self._all.clear()
+        self._local = threading.local()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- runs ----------------------------------------------------------------------------
+
+    def create_run(
+        self,
+        name: str,
+        kind: str,
+        config: dict,
+        seed: int | None = None,
+        group_name: str | None = None,
+        total_steps: int | None = None,
+        status: str = "queued",
+    ) -> int:
+        """Insert a new run and return its id."""
+        _check_status(status)
+        now = time.time()
+        started = now if status == "running" else None
+        with self._transaction() as conn:
+            cur = conn.execute(
+                "INSERT INTO runs (name, kind, config_json, status, seed, created, started,"
+                " heartbeat, group_name, total_steps) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    name,
+                    kind,
+                    dumps(config),
+                    status,
+                    seed,
+                    now,
+                    started,
+                    started,
+                    group_name,
+                    total_steps,
+                ),
+            )
+            return int(cur.lastrowid)
+
+    def set_status(self, run_id: int, status: str, error: str | None = None) -> None:
+        """Change a run's status; 'running' stamps started (first time), end states stamp finished."""
+        _check_status(status)
+        now = time.time()
+        if status == "running":
+            sql = (
+                "UPDATE runs SET status = ?, error = ?, started = COALESCE(started, ?),"
+                " finished = NULL, heartbeat = ? WHERE id = ?"
+            )
+            args = (status, error, now, now, run_id)
+        elif status == "queued":
+            sql = "UPDATE runs SET status = ?, error = ?, finished = NULL WHERE id = ?"
+            args = (status, error, run_id)
+        else:
+            sql = "UPDATE runs SET status = ?, error = ?, finished = ? WHERE id = ?"
+            args = (status, error, now, run_id)
+        with self._transaction() as conn:
+            if conn.execute(sql, args).rowcount == 0:
+                raise _missing(run_id)
+
+    def heartbeat(self, run_id: int, pid: int | None = None) -> None:
+        """Record that the worker is alive (and its process id, if given)."""
+        with self._transaction() as conn:
+            cur = conn.execute(
+                "UPDATE runs SET heartbeat = ?, pid = COALESCE(?, pid) WHERE id = ?",
+                (time.time(), pid, run_id),
+            )
+            if cur.rowcount == 0:
+                raise _missing(run_id)
+
+    def get_run(self, run_id: int) -> RunInfo:
+        """The run with this id; KeyError if there is none."""
+        row = self._conn().execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+        if row is None:
+            raise _missing(run_id)
+        return _run_info(row)
+
+    def list_runs(
+        self, kind: str | None = None, status: str | None = None, group_name: str | None = None
+    ) -> list[RunInfo]:
+        """Runs matching every filter given, newest first."""
+        where, args = [], []
+        for column, value in (("kind", kind), ("status", status), ("group_name", group_name)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                args.append(value)
+        sql = "SELECT * FROM runs"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        rows = self._conn().execute(sql + " ORDER BY created DESC, id DESC", args).fetchall()
+        return [_run_info(row) for row in rows]
+
+    def delete_run(self, run_id: int) -> None:
+        """Delete a run, its metrics, probes and samples, and its checkpoint directory."""
+        with self._transaction() as conn:
+            if conn.execute("DELETE FROM runs WHERE id = ?", (run_id,)).rowcount == 0:
+                raise _missing(run_id)
+        shutil.rmtree(self.data_dir / "checkpoints" / str(run_id), ignore_errors=True)
+
+    def checkpoint_dir(self, run_id: int) -> Path:
+        """data_dir/checkpoints/<run_id>, created if needed."""
+        path = self.data_dir / "checkpoints" / str(int(run_id))
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    # -- records -------------------------------------------------------------------------
+
+    def log_metrics(self, run_id: int, step: int, record: dict) -> None:
+        """Store one step's metrics (replacing that step if it exists) and beat the heart."""
+        now = time.time()
+        data = dumps(record)
+        with self._transaction() as conn:
+            self._insert(
+                conn,
+                "INSERT OR REPLACE INTO metrics (run_id, step, time, data) VALUES (?, ?, ?, ?)",
+                (run_id, int(step), now, data),
+                run_id,
+            )
+            conn.execute("UPDATE runs SET heartbeat = ? WHERE id = ?", (now, run_id))
+
+    def log_probe(self, run_id: int, step: int, record: dict) -> None:
+        """Store one step's gradient-probe statistics."""
+        with self._transaction() as conn:
+            self._insert(
+                conn,
+                "INSERT OR REPLACE INTO probes (run_id, step, data) VALUES (?, ?, ?)",
+                (run_id, int(step), dumps(record)),
+                run_id,
+            )
+
+    def log_samples(self, run_id: int, step: int, samples: list[dict]) -> None:
+        """Store example answers from one step."""
+        with self._transaction() as conn:
+            self._insert(
+                conn,
+                "INSERT OR REPLACE INTO samples (run_id, step, data) VALUES (?, ?, ?)",
+                (run_id, int(step), dumps(list(samples))),
+                run_id,
+            )
+
+    @staticmethod
+    def _insert(conn: sqlite3.Connection, sql: str, args: tuple, run_id: int) -> None:
+        try:
+            conn.execute(sql, args)
+        except sqlite3.IntegrityError as e:
+            raise _missing(run_id) from e
+
+    def metrics(self, run_id: int) -> pd.DataFrame:
+        """All metrics of a run, one row per step (columns step, time and every record key)."""
+        rows = (
+            self._conn()
+            .execute(
+                "SELECT step, time, data FROM metrics WHERE run_id = ? ORDER BY step", (run_id,)
+            )
+            .fetchall()
+        )
+        if not rows:
+            return pd.DataFrame({"step": pd.Series([], dtype="int64")})
+        return pd.DataFrame([_metric_record(row) for row in rows])
+
+    def metrics_since(self, run_id: int, after_step: int) -> list[dict]:
+        """Metric records with step > after_step, in step order (cheap live polling)."""
+        rows = (
+            self._conn()
+            .execute(
+                "SELECT step, time, data FROM metrics WHERE run_id = ? AND step > ? ORDER BY step",
+                (run_id, int(after_step)),
+            )
+            .fetchall()
+        )
+        return [_metric_record(row) for row in rows]
+
+    def probes(self, run_id: int) -> list[dict]:
+        """All probe records of a run in step order, each with its 'step'."""
+        rows = (
+            self._conn()
+            .execute("SELECT step, data FROM probes WHERE run_id = ? ORDER BY step", (run_id,))
+            .fetchall()
+        )
+        return [{**loads(row["data"]), "step": row["step"]} for row in rows]
+
+    def samples(self, run_id: int, limit_steps: int | None = 1) -> list[dict]:
+        """Samples of the latest limit_steps steps (None: all), oldest step first, each with 'step'."""
+        sql = "SELECT step, data FROM samples WHERE run_id = ? ORDER BY step DESC"
+        args: tuple = (run_id,)
+        if limit_steps is not None:
+            sql += " LIMIT ?"
+            args = (run_id, int(limit_steps))
+        rows = self._conn().execute(sql, args).fetchall()
+        return [{**s, "step": row["step"]} for row in reversed(rows) for s in loads(row["data"])]
+
+    def last_step(self, run_id: int) -> int | None:
+        """Highest step with metrics, or None if the run has none yet."""
+        row = (
+            self._conn()
+            .execute("SELECT MAX(step) FROM metrics WHERE run_id = ?", (run_id,))
+            .fetchone()
+        )
+        return row[0]
+
+    def export(self, run_id: int, fmt: Literal["csv", "json"] = "json") -> str:
+        """A run as text: 'json' gives run info, metrics and probes; 'csv' the metrics table."""
+        if fmt == "csv":
+            self.get_run(run_id)  # clear error for a missing run
+            buffer = io.StringIO()
+            self.metrics(run_id).to_csv(buffer, index=False)
+            return buffer.getvalue()
+        if fmt == "json":
+            run = self.get_run(run_id).model_dump()
+            metrics = self.metrics_since(run_id, after_step=-(2**62))
+            return dumps({"run": run, "metrics": metrics, "probes": self.probes(run_id)})
+        raise ValueError(f"unknown export format {fmt!r}; choose 'csv' or 'json'")
+
+
+def _check_status(status: str) -> None:
+    if status not in STATUSES:
+        raise ValueError(f"unknown run status {status!r}; choose one of {', '.join(STATUSES)}")
+
+
+def _missing(run_id: int) -> KeyError:
+    return KeyError(f"no run with id {run_id} in the store")
+
+
+def _run_info(row: sqlite3.Row) -> RunInfo:
+    fields = dict(row)
+    return RunInfo(config=loads(fields.pop("config_json")), **fields)
+
+
+def _metric_record(row: sqlite3.Row) -> dict:
+    """A metrics row as one dict: the record's keys plus step (and time unless the record has one)."""
+    record = {"step": row["step"], "time": row["time"]}
+    record.update(loads(row["data"]))
+    record["step"] = row["step"]
+    return record
