@@ -1,0 +1,786 @@
+"""CountDown: problems, exact solver, safe verifier, rewards, tokenizer and reasoning traces.
+
+A problem is a few numbers and a target; an answer is an arithmetic expression (+ - * / and
+parentheses) that uses each number exactly once and equals the target. The supervised warm start
+teaches the format with reasoning traces whose length follows a `vlsim.lengths` spec, so answer
+length becomes a knob of the experiments.
+
+Text formats (one character is one token, except the special tokens such as "<eos>"):
+
+    prompt      "<bos>" + numbers right-aligned and joined by spaces + "=" + target + "<sep>"
+    completion  trace + "<ans>" + expression + "<eos>"
+
+e.g. with 3 numbers in [1, 20] (width 2) and targets <= 100 (width 3): "<bos> 3  7 12= 15<sep>"
+(14 tokens) and "7+3=10,10*12=120x;12-7=5,5*3=15<ans>(12-7)*3<eos>". In a trace, ',' separates
+steps, 'x;' ends a failed attempt, and the last attempt is the path to the answer; a trace cut to
+its sampled length loses its oldest characters first.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import math
+import operator
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from functools import cache, lru_cache
+from math import gcd
+from typing import Literal, NamedTuple
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from vlsim.lengths import LengthSpec, LogNormalLengths, parse_length_spec
+
+# ---------------------------------------------------------------------------------------------
+# Task configuration and problems
+# ---------------------------------------------------------------------------------------------
+
+
+class TaskConfig(BaseModel):
+    """Which CountDown problems to generate, and how many for training and testing."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    n_numbers: int = Field(3, ge=2, le=5, description="How many numbers each problem gives (2-5).")
+    low: int = Field(1, ge=1, le=999, description="Smallest number a problem may give.")
+    high: int = Field(20, ge=1, le=999, description="Largest number a problem may give.")
+    max_target: int = Field(
+        100, ge=1, le=99_999, description="Largest target; targets are integers in [1, max_target]."
+    )
+    n_train: int = Field(4000, ge=1, le=1_000_000, description="Number of training problems.")
+    n_test: int = Field(200, ge=0, le=1_000_000, description="Number of held-out test problems.")
+    seed: int = Field(0, ge=0, description="Random seed; the same seed gives the same problems.")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TaskConfig:
+        if self.high < self.low:
+            raise ValueError(f"high ({self.high}) must be at least low ({self.low})")
+        needed = self.n_train + self.n_test
+        most = self.max_distinct_problems()
+        if needed > most:
+            raise ValueError(
+                f"n_train + n_test = {needed}, but at most {most} distinct problems exist with "
+                f"n_numbers={self.n_numbers}, low={self.low}, high={self.high}, "
+                f"max_target={self.max_target}: ask for fewer or widen the ranges"
+            )
+        return self
+
+    def max_distinct_problems(self) -> int:
+        """An upper bound on distinct problems: multisets of numbers times possible targets."""
+        choices = self.high - self.low + 1
+        return math.comb(choices + self.n_numbers - 1, self.n_numbers) * self.max_target
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Numbers to combine (each used exactly once) and the target to reach."""
+
+    numbers: tuple[int, ...]
+    target: int
+
+    @property
+    def key(self) -> tuple[tuple[int, ...], int]:
+        """Identity of a problem regardless of number order (sorted numbers, target)."""
+        return tuple(sorted(self.numbers)), self.target
+
+
+def _apply(a: Fraction, op: str, b: Fraction) -> Fraction | None:
+    """a op b in exact arithmetic; None for division by zero."""
+    if op == "+":
+        return a + b
+    if op == "-":
+        return a - b
+    if op == "*":
+        return a * b
+    return a / b if b != 0 else None
+
+
+def _random_problem(cfg: TaskConfig, rng: np.random.Generator) -> tuple[Problem, str] | None:
+    """Numbers combined in a random tree; (problem, its expression) if the value is a valid target."""
+    numbers = tuple(int(x) for x in rng.integers(cfg.low, cfg.high + 1, size=cfg.n_numbers))
+    items = [(Fraction(x), _atom(str(x))) for x in numbers]
+    while len(items) > 1:
+        i, j = (int(k) for k in rng.choice(len(items), size=2, replace=False))
+        op = "+-*/"[int(rng.integers(4))]
+        value = _apply(items[i][0], op, items[j][0])
+        if value is None:
+            return None
+        rest = [item for k, item in enumerate(items) if k not in (i, j)]
+        items = [*rest, (value, _combine(items[i][1], op, items[j][1]))]
+    value, expression = items[0]
+    if value.denominator != 1 or not 1 <= value <= cfg.max_target:
+        return None
+    return Problem(numbers, int(value)), expression.text
+
+
+def make_splits(cfg: TaskConfig) -> tuple[list[Problem], list[Problem]]:
+    """Deterministic train and test problems for cfg.seed, with no problem in both.
+
+    Each problem is built from an expression over its numbers, and that expression is checked
+    with `verify`, so every problem is solvable (`solve` finds it too; the tests check this).
+    """
+    rng = np.random.default_rng(cfg.seed)
+    needed = cfg.n_train + cfg.n_test
+    seen: set[tuple[tuple[int, ...], int]] = set()
+    problems: list[Problem] = []
+    misses = 0
+    while len(problems) < needed:
+        drawn = _random_problem(cfg, rng)
+        if drawn is None or drawn[0].key in seen:
+            misses += 1
+            if misses > 50_000:
+                raise ValueError(
+                    f"found only {len(problems)} distinct problems, but n_train + n_test = "
+                    f"{needed}: ask for fewer or widen low/high/max_target"
+                )
+            continue
+        misses = 0
+        problem, expression = drawn
+        if not verify(expression, problem.numbers, problem.target):  # pragma: no cover - a bug
+            raise RuntimeError(f"generated {problem} from {expression!r}, which does not verify")
+        seen.add(problem.key)
+        problems.append(problem)
+    return problems[: cfg.n_train], problems[cfg.n_train :]
+
+
+# ---------------------------------------------------------------------------------------------
+# Expressions: canonical form and the exact solver
+# ---------------------------------------------------------------------------------------------
+
+_PRECEDENCE = {"+": 1, "-": 1, "*": 2, "/": 2}
+
+
+class _Expr(NamedTuple):
+    """An expression in canonical form: a number, or a flattened chain of + - or of * /."""
+
+    text: str
+    level: int  # 1: sum/difference, 2: product/quotient, 3: a number
+    plus: tuple[str, ...]  # terms added (level 1) or factors multiplied (level 2), sorted
+    minus: tuple[str, ...]  # terms subtracted (level 1) or divisors (level 2), sorted
+
+
+def _atom(text: str) -> _Expr:
+    """A number as an expression."""
+    return _Expr(text, 3, (text,), ())
+
+
+def _combine(a: _Expr, op: str, b: _Expr) -> _Expr:
+    """a op b in canonical form: chains flattened, their parts sorted, parentheses only as needed.
+
+    So 3+(4-2), 4+3-2 and 4-(2-3) all read "3+4-2", and 6/(3/4) reads "4*6/3".
+    """
+    level = _PRECEDENCE[op]
+
+    def parts(x: _Expr) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        if x.level == level:
+            return x.plus, x.minus
+        return ((f"({x.text})" if x.level < level else x.text),), ()
+
+    (a_plus, a_minus), (b_plus, b_minus) = parts(a), parts(b)
+    if op in "+*":
+        plus, minus = a_plus + b_plus, a_minus + b_minus
+    else:
+        plus, minus = a_plus + b_minus, a_minus + b_plus
+    plus, minus = tuple(sorted(plus)), tuple(sorted(minus))
+    join, inverse = ("+", "-") if level == 1 else ("*", "/")
+    text = join.join(plus) + "".join(inverse + part for part in minus)
+    return _Expr(text, level, plus, minus)
+
+
+_Q = tuple[int, int]
+"""A rational (numerator, denominator > 0) in lowest terms; much faster than Fraction here."""
+
+
+def _q(num: int, den: int) -> _Q:
+    """num / den in lowest terms with a positive denominator (den != 0)."""
+    if den < 0:
+        num, den = -num, -den
+    g = gcd(num, den)
+    return num // g, den // g
+
+
+def _all_results(a: _Q, b: _Q) -> list[_Q]:
+    """a+b, a-b, b-a, a*b, and a/b and b/a where defined."""
+    (p, q), (r, s) = a, b
+    out = [
+        _q(p * s + r * q, q * s),
+        _q(p * s - r * q, q * s),
+        _q(r * q - p * s, q * s),
+        _q(p * r, q * s),
+    ]
+    if r:
+        out.append(_q(p * s, q * r))
+    if p:
+        out.append(_q(r * q, s * p))
+    return out
+
+
+def _partners(a: _Q, goal: _Q, others: frozenset) -> Iterator[tuple[str, _Q, bool]]:
+    """(op, b, a_first) for every b in others with a op b == goal (a_first) or b op a == goal."""
+    (p, q), (g, h) = a, goal
+    candidates = [
+        ("+", _q(g * q - p * h, h * q), True),  # a + b = goal
+        ("-", _q(p * h - g * q, q * h), True),  # a - b = goal
+        ("-", _q(g * q + p * h, h * q), False),  # b - a = goal
+    ]
+    if p:
+        candidates += [("*", _q(g * q, h * p), True), ("/", _q(g * p, h * q), False)]
+        if g:
+            candidates.append(("/", _q(p * h, q * g), True))  # a / b = goal
+    elif not g:  # 0 * b == 0 and 0 / b == 0 for every (non-zero) b
+        candidates += [("*", b, True) for b in others]
+        candidates += [("/", b, True) for b in others if b[0]]
+    for op, b, a_first in candidates:
+        if b in others:
+            yield op, b, a_first
+
+
+def _splits(mask: int) -> Iterator[tuple[int, int]]:
+    """Each way to cut a set of indices (a bit mask) into two non-empty parts, once."""
+    lowest = mask & -mask
+    sub = (mask - 1) & mask
+    while sub:
+        if sub & lowest:
+            yield sub, mask ^ sub
+        sub = (sub - 1) & mask
+
+
+def solve(numbers: Sequence[int], target: int, limit: int | None = None) -> list[str]:
+    """Every distinct expression using each number once that equals target, shortest first.
+
+    Exact rational arithmetic, so intermediate results may be negative or fractional.
+    Expressions are in a canonical form: the terms of a chain of + and - (and the factors of a
+    chain of * and /) are flattened and sorted, so expressions that differ only by reordering
+    them count as one ("3+4-2" stands for 4+3-2 and 3-(2-4)); parentheses appear only around a
+    sum inside a product. `limit` keeps the first results of that order.
+    """
+    nums = [operator.index(x) for x in numbers]
+    if not nums or (limit is not None and limit < 1):
+        return []
+    goal = (operator.index(target), 1)
+
+    @cache
+    def values(mask: int) -> frozenset:
+        if mask & (mask - 1) == 0:
+            return frozenset({(nums[mask.bit_length() - 1], 1)})
+        out: set[_Q] = set()
+        for a_mask, b_mask in _splits(mask):
+            others = values(b_mask)
+            for a in values(a_mask):
+                for b in others:
+                    out.update(_all_results(a, b))
+        return frozenset(out)
+
+    @cache
+    def expressions(mask: int, value: _Q) -> tuple[_Expr, ...]:
+        if mask & (mask - 1) == 0:
+            num = nums[mask.bit_length() - 1]
+            return (_atom(str(num)),) if (num, 1) == value else ()
+        found: dict[str, _Expr] = {}
+        for a_mask, b_mask in _splits(mask):
+            if len(values(a_mask)) > len(values(b_mask)):
+                a_mask, b_mask = b_mask, a_mask
+            for a in sorted(values(a_mask)):
+                for op, b, a_first in _partners(a, value, values(b_mask)):
+                    for ea in expressions(a_mask, a):
+                        for eb in expressions(b_mask, b):
+                            expr = _combine(ea, op, eb) if a_first else _combine(eb, op, ea)
+                            found.setdefault(expr.text, expr)
+        return tuple(found[text] for text in sorted(found))
+
+    full = (1 << len(nums)) - 1
+    texts = sorted((e.text for e in expressions(full, goal)), key=lambda s: (len(s), s))
+    return texts if limit is None else texts[:limit]
+
+
+# ---------------------------------------------------------------------------------------------
+# The safe verifier
+# ---------------------------------------------------------------------------------------------
+
+MAX_EXPRESSION_CHARS = 200
+"""Longest answer the verifier looks at, in characters."""
+MAX_PAREN_DEPTH = 20
+"""Deepest bracket nesting the verifier accepts."""
+MAX_LITERAL_DIGITS = 9
+"""Longest integer literal the verifier accepts, in digits."""
+_DIGITS = frozenset("0123456789")
+_EXPRESSION_CHARS = _DIGITS | frozenset("+-*/() \t")
+_AST_OPS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/"}
+
+
+class _Rejected(Exception):
+    """The expression uses something the verifier does not allow."""
+
+
+def _checked_text(expression: object) -> tuple[str, int] | None:
+    """Stripped text and its literal count if it passes the cheap pre-parse bounds, else None."""
+    if not isinstance(expression, str) or len(expression) > MAX_EXPRESSION_CHARS:
+        return None
+    text = expression.strip()
+    depth = digits = literals = 0
+    for ch in text:
+        if ch not in _EXPRESSION_CHARS:
+            return None
+        if ch in _DIGITS:
+            literals += digits == 0
+            digits += 1
+            if digits > MAX_LITERAL_DIGITS:
+                return None
+            continue
+        digits = 0
+        if ch == "(":
+            depth += 1
+            if depth > MAX_PAREN_DEPTH:
+                return None
+        elif ch == ")":
+            depth -= 1
+            if depth < 0:
+                return None
+    return (text, literals) if text and depth == 0 else None
+
+
+def _parse(text: str) -> ast.expr | None:
+    """The expression tree of pre-checked text, or None if Python cannot parse it."""
+    try:
+        return ast.parse(text, mode="eval").body
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return None
+
+
+def _evaluate(node: ast.AST, literals: list[int], steps: list[str] | None = None) -> Fraction:
+    """Exact value of a whitelisted tree, collecting its literals (and the steps, if asked)."""
+    if type(node) is ast.Constant and type(node.value) is int:
+        literals.append(node.value)
+        return Fraction(node.value)
+    if type(node) is ast.BinOp and type(node.op) in _AST_OPS:
+        op = _AST_OPS[type(node.op)]
+        a = _evaluate(node.left, literals, steps)
+        b = _evaluate(node.right, literals, steps)
+        value = _apply(a, op, b)
+        if value is None:
+            raise _Rejected("division by zero")
+        if steps is not None:
+            steps.append(f"{_format_value(a)}{op}{_format_value(b)}={_format_value(value)}")
+        return value
+    raise _Rejected(type(node).__name__)
+
+
+def is_well_formed(expression: object) -> bool:
+    """True if the text is an arithmetic expression the verifier can read (any numbers, value)."""
+    checked = _checked_text(expression)
+    tree = _parse(checked[0]) if checked else None
+    if tree is None:
+        return False
+    try:
+        _evaluate(tree, [])
+    except _Rejected as err:
+        return str(err) == "division by zero"
+    return True
+
+
+def verify(expression: str, numbers: Sequence[int], target: int) -> bool:
+    """True iff expression uses + - * / ( ) over the given numbers, each once, and equals target.
+
+    Never raises: anything unexpected (wrong types, unary minus, other operators, names, calls,
+    concatenated digits, division by zero, input over the size bounds) gives False.
+    """
+    try:
+        given = list(numbers)
+        if isinstance(target, bool) or any(isinstance(x, bool) for x in given):
+            return False
+        wanted = Counter(operator.index(x) for x in given)
+        goal = operator.index(target)
+        checked = _checked_text(expression)
+        if checked is None or checked[1] != sum(wanted.values()):
+            return False
+        tree = _parse(checked[0])
+        if tree is None:
+            return False
+        literals: list[int] = []
+        value = _evaluate(tree, literals)
+        return value == goal and Counter(literals) == wanted
+    except Exception:  # noqa: BLE001 - the verifier's contract is to never raise
+        return False
+
+
+# ---------------------------------------------------------------------------------------------
+# Answers and rewards
+# ---------------------------------------------------------------------------------------------
+
+PAD, BOS, SEP, ANS, EOS = "<pad>", "<bos>", "<sep>", "<ans>", "<eos>"
+SPECIAL_TOKENS = (PAD, BOS, SEP, ANS, EOS)
+"""Special tokens, each one id; <pad> is id 0."""
+
+
+def extract_answer(completion: str) -> str | None:
+    """The expression after the last <ans> marker, up to <eos> or <pad>; None if there is none."""
+    if not isinstance(completion, str) or ANS not in completion:
+        return None
+    answer = completion.rsplit(ANS, 1)[1]
+    for stop in (EOS, PAD):
+        answer = answer.split(stop, 1)[0]
+    answer = answer.strip()
+    return answer or None
+
+
+def reward(completion: str, problem: Problem, format_reward: float = 0.0) -> float:
+    """1 for a correct answer; format_reward for a well-formed wrong one; else 0."""
+    answer = extract_answer(completion)
+    if answer is not None and verify(answer, problem.numbers, problem.target):
+        return 1.0
+    return float(format_reward) if is_well_formed(answer) else 0.0
+
+
+# ---------------------------------------------------------------------------------------------
+# Tokenizer and prompts
+# ---------------------------------------------------------------------------------------------
+
+FILLER_ALPHABET = ".abcdefghijklmno"
+"""Filler symbols; filler traces with k symbols draw from the first k (k=1: dots only)."""
+TRACE_CHARS = ",;x"
+"""Trace punctuation: ',' between steps, 'x' marks a dead end, ';' ends an attempt."""
+_CHARS = "0123456789" + "+-*/()= " + TRACE_CHARS + FILLER_ALPHABET
+
+
+class CharTokenizer:
+    """Character-level tokenizer over a fixed vocabulary; special tokens are single ids."""
+
+    def __init__(self) -> None:
+        self.tokens: list[str] = [*SPECIAL_TOKENS, *_CHARS]
+        self._ids = {token: i for i, token in enumerate(self.tokens)}
+        assert len(self._ids) == len(self.tokens), "duplicate token in the vocabulary"
+
+    @property
+    def vocab_size(self) -> int:
+        """Number of token ids."""
+        return len(self.tokens)
+
+    @property
+    def pad_id(self) -> int:
+        """Id of <pad> (always 0)."""
+        return self._ids[PAD]
+
+    @property
+    def bos_id(self) -> int:
+        """Id of <bos>, the start of a prompt."""
+        return self._ids[BOS]
+
+    @property
+    def sep_id(self) -> int:
+        """Id of <sep>, the end of a prompt."""
+        return self._ids[SEP]
+
+    @property
+    def ans_id(self) -> int:
+        """Id of <ans>, the marker before the final expression."""
+        return self._ids[ANS]
+
+    @property
+    def eos_id(self) -> int:
+        """Id of <eos>, the end of a completion."""
+        return self._ids[EOS]
+
+    def encode(self, text: str) -> list[int]:
+        """Token ids of text; raises ValueError naming any character outside the vocabulary."""
+        ids: list[int] = []
+        i = 0
+        while i < len(text):
+            if text[i] == "<":
+                end = text.find(">", i)
+                special = text[i : end + 1] if end >= 0 else ""
+                if special not in SPECIAL_TOKENS:
+                    raise ValueError(
+                        f"character '<' at position {i} is not in the vocabulary "
+                        f"(it may only start one of {', '.join(SPECIAL_TOKENS)})"
+                    )
+                ids.append(self._ids[special])
+                i = end + 1
+                continue
+            token_id = self._ids.get(text[i])
+            if token_id is None:
+                raise ValueError(f"character {text[i]!r} at position {i} is not in the vocabulary")
+            ids.append(token_id)
+            i += 1
+        return ids
+
+    def decode(self, ids: Iterable[int], strip_special: bool = False) -> str:
+        """Text of token ids (a list, array or tensor); strip_special drops <pad>, <eos> etc."""
+        parts = []
+        for raw in ids:
+            i = int(raw)
+            if not 0 <= i < len(self.tokens):
+                raise ValueError(
+                    f"token id {i} is outside the vocabulary (0..{len(self.tokens) - 1})"
+                )
+            if not (strip_special and i < len(SPECIAL_TOKENS)):
+                parts.append(self.tokens[i])
+        return "".join(parts)
+
+
+def _widths(cfg: TaskConfig) -> tuple[int, int]:
+    """Characters reserved for each number and for the target."""
+    return len(str(cfg.high)), len(str(cfg.max_target))
+
+
+def prompt_width(cfg: TaskConfig) -> int:
+    """Token length of every prompt of the task (fixed, so prompts batch without padding)."""
+    number_width, target_width = _widths(cfg)
+    return 1 + cfg.n_numbers * number_width + (cfg.n_numbers - 1) + 1 + target_width + 1
+
+
+def format_prompt(problem: Problem, cfg: TaskConfig) -> str:
+    """Prompt text: <bos>, numbers and target right-aligned to the task's widths, <sep>."""
+    number_width, target_width = _widths(cfg)
+    if len(problem.numbers) != cfg.n_numbers:
+        raise ValueError(
+            f"problem has {len(problem.numbers)} numbers, the task n_numbers={cfg.n_numbers}"
+        )
+    if (
+        not all(0 <= x <= cfg.high for x in problem.numbers)
+        or not 0 <= problem.target <= cfg.max_target
+    ):
+        raise ValueError(
+            f"{problem} does not fit the task (high={cfg.high}, max_target={cfg.max_target})"
+        )
+    numbers = " ".join(f"{x:>{number_width}}" for x in problem.numbers)
+    return f"{BOS}{numbers}={problem.target:>{target_width}}{SEP}"
+
+
+def encode_prompts(
+    problems: Sequence[Problem], task_cfg: TaskConfig, tokenizer: CharTokenizer
+) -> torch.Tensor:
+    """Prompt ids, shape (N, prompt_width(task_cfg)), dtype long."""
+    rows = [tokenizer.encode(format_prompt(p, task_cfg)) for p in problems]
+    return torch.tensor(rows, dtype=torch.long).reshape(len(rows), prompt_width(task_cfg))
+
+
+# ---------------------------------------------------------------------------------------------
+# Reasoning traces and supervised warm-start data
+# ---------------------------------------------------------------------------------------------
+
+
+class TraceConfig(BaseModel):
+    """How warm-start completions reason before the answer: content, length and correctness."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    mode: Literal["search", "filler"] = Field(
+        "search",
+        description=(
+            "'search' writes out tried steps of the solver's search (content about the problem); "
+            "'filler' writes symbols that carry no content."
+        ),
+    )
+    filler_symbols: int = Field(
+        1,
+        ge=1,
+        le=len(FILLER_ALPHABET),
+        description=(
+            "Filler mode: how many symbols each filler token is drawn from, uniformly. "
+            "1 gives deterministic dots; more symbols raise the per-token entropy."
+        ),
+    )
+    length: LengthSpec = Field(
+        default_factory=lambda: LogNormalLengths(median=16.0, sigma=0.6),
+        description="Distribution of the trace length in tokens (cut to fit max_new_tokens).",
+    )
+    wrong_rate: float = Field(
+        0.0,
+        ge=0.0,
+        le=1.0,
+        description=(
+            "Typical fraction of examples whose final expression is wrong. "
+            "0 makes every example correct whatever the slope; 1 makes every example wrong."
+        ),
+    )
+    length_correctness_slope: float = Field(
+        0.0,
+        ge=-10.0,
+        le=10.0,
+        description=(
+            "How trace length changes the chance of a wrong answer: P(wrong) = "
+            "sigmoid(logit(wrong_rate) + slope * z), z the standardised log length. "
+            "Positive: longer traces are more often wrong."
+        ),
+    )
+
+
+def _format_value(value: Fraction) -> str:
+    """An intermediate result as trace text: '12', '-3' or '3/4'."""
+    return (
+        str(value.numerator) if value.denominator == 1 else f"{value.numerator}/{value.denominator}"
+    )
+
+
+def _search_paths(
+    numbers: Sequence[int], rng: np.random.Generator
+) -> Iterator[tuple[list[str], Fraction, str]]:
+    """Every full combination path (steps, value, expression) in a random depth-first order.
+
+    Like a person playing CountDown, steps keep intermediate results non-negative integers.
+    """
+
+    def walk(items: list[tuple[Fraction, _Expr]]) -> Iterator[tuple[list[str], Fraction, str]]:
+        if len(items) == 1:
+            yield [], items[0][0], items[0][1].text
+            return
+        n = len(items)
+        moves = [
+            (i, j, op)
+            for i in range(n)
+            for j in range(n)
+            for op in "+-*/"
+            if i != j and not (op in "+*" and i > j)
+        ]
+        for k in rng.permutation(len(moves)):
+            i, j, op = moves[k]
+            (a, expr_a), (b, expr_b) = items[i], items[j]
+            value = _apply(a, op, b)
+            if value is None or value < 0 or value.denominator != 1:
+                continue
+            rest = [item for t, item in enumerate(items) if t not in (i, j)]
+            rest.append((value, _combine(expr_a, op, expr_b)))
+            step = f"{_format_value(a)}{op}{_format_value(b)}={_format_value(value)}"
+            for steps, final, expression in walk(rest):
+                yield [step, *steps], final, expression
+
+    yield from walk([(Fraction(x), _atom(str(x))) for x in numbers])
+
+
+def _dead_ends(problem: Problem, rng: np.random.Generator, need: int) -> str:
+    """Exactly `need` characters of failed attempts from a random search, oldest cut first."""
+    parts: list[str] = []
+    total = 0
+    while total < need:
+        before = total
+        for steps, value, _ in _search_paths(problem.numbers, rng):
+            if value != problem.target:
+                parts.append(",".join(steps) + "x;")
+                total += len(parts[-1])
+                if total >= need:
+                    break
+        if total == before:  # no failed path exists (cannot happen for targets >= 1)
+            break
+    return "".join(parts)[-need:].rjust(need, ";")
+
+
+@lru_cache(maxsize=4096)
+def _solutions(numbers: tuple[int, ...], target: int) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """Up to 64 short solutions with their steps; those with non-negative integer steps if any."""
+    found = []
+    for expression in solve(numbers, target, limit=64):
+        steps: list[str] = []
+        _evaluate(_parse(expression), [], steps)
+        found.append((expression, tuple(steps)))
+    plain = [(e, s) for e, s in found if all(_is_plain_step(step) for step in s)]
+    return tuple(plain or found)
+
+
+def _is_plain_step(step: str) -> bool:
+    """True if a step's result is a non-negative integer."""
+    result = step.rsplit("=", 1)[1]
+    return result.isdigit()
+
+
+@lru_cache(maxsize=256)
+def _log_length_moments(spec_json: str, max_len: int) -> tuple[float, float]:
+    """Mean and std of log trace length under a spec (fixed-seed estimate, for z-scores)."""
+    spec = parse_length_spec(json.loads(spec_json))
+    logs = np.log(spec.sample(np.random.default_rng(20_240_601), 4096, max_len))
+    return float(logs.mean()), float(logs.std())
+
+
+def wrong_probability(trace_cfg: TraceConfig, length: int, max_len: int) -> float:
+    """P(wrong answer) for a trace of this length: sigmoid(logit(wrong_rate) + slope * z)."""
+    rate = trace_cfg.wrong_rate
+    if rate <= 0.0 or rate >= 1.0:
+        return float(rate >= 1.0)
+    mean, std = _log_length_moments(trace_cfg.length.model_dump_json(), max_len)
+    z = (math.log(length) - mean) / std if std > 0 else 0.0
+    logit = math.log(rate / (1.0 - rate)) + trace_cfg.length_correctness_slope * z
+    return 1.0 / (1.0 + math.exp(-logit)) if logit > -700 else 0.0
+
+
+def make_completion(
+    problem: Problem, trace_cfg: TraceConfig, rng: np.random.Generator, max_new_tokens: int
+) -> tuple[str, bool]:
+    """One warm-start completion (trace + <ans> + expression + <eos>) and whether it is correct.
+
+    The trace length is drawn from trace_cfg.length (clipped to max_new_tokens, which sets z for
+    the wrong-answer probability) and then cut so the whole completion fits max_new_tokens.
+    """
+    length = int(trace_cfg.length.sample(rng, 1, max_new_tokens)[0])
+    wrong = rng.random() < wrong_probability(trace_cfg, length, max_new_tokens)
+    solutions = _solutions(tuple(problem.numbers), problem.target)
+    if not solutions:
+        raise ValueError(f"{problem} has no solution")
+    expression, final_steps = solutions[int(rng.integers(len(solutions)))]
+    if wrong:
+        failed = next(
+            (p for p in _search_paths(problem.numbers, rng) if p[1] != problem.target), None
+        )
+        if failed is not None:  # a failed path always exists for targets >= 1
+            final_steps, expression = tuple(failed[0]), failed[2]
+    budget = max_new_tokens - len(expression) - 2
+    if budget < 1:
+        raise ValueError(
+            f"max_new_tokens={max_new_tokens} leaves no room for a trace before "
+            f"'<ans>{expression}<eos>'; raise max_new_tokens"
+        )
+    length = min(length, budget)
+    if trace_cfg.mode == "filler":
+        symbols = np.array(list(FILLER_ALPHABET[: trace_cfg.filler_symbols]))
+        trace = "".join(rng.choice(symbols, size=length))
+    else:
+        final = ",".join(final_steps)
+        if length <= len(final):
+            trace = final[len(final) - length :]
+        else:
+            trace = _dead_ends(problem, rng, length - len(final)) + final
+    correct = verify(expression, problem.numbers, problem.target)
+    return f"{trace}{ANS}{expression}{EOS}", correct
+
+
+def build_sft_batch(
+    problems: Sequence[Problem],
+    task_cfg: TaskConfig,
+    trace_cfg: TraceConfig,
+    tokenizer: CharTokenizer,
+    max_new_tokens: int,
+    rng: np.random.Generator,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Warm-start tensors: prompts (N, Tp), completions (N, max_new_tokens) padded, lengths (N,).
+
+    Lengths count completion tokens including <eos>.
+    """
+    prompts = encode_prompts(problems, task_cfg, tokenizer)
+    completions = torch.full((len(problems), max_new_tokens), tokenizer.pad_id, dtype=torch.long)
+    lengths = torch.zeros(len(problems), dtype=torch.long)
+    for row, problem in enumerate(problems):
+        text, _ = make_completion(problem, trace_cfg, rng, max_new_tokens)
+        ids = tokenizer.encode(text)
+        completions[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+        lengths[row] = len(ids)
+    return prompts, completions, lengths
+
+
+def trace_length_stats(
+    problems: Sequence[Problem], trace_cfg: TraceConfig, max_new_tokens: int, seed: int = 0
+) -> dict[str, float]:
+    """Mean and std of completion length and the wrong share of warm-start data (for the UI)."""
+    rng = np.random.default_rng(seed)
+    samples = [make_completion(p, trace_cfg, rng, max_new_tokens) for p in problems]
+    tokenizer = CharTokenizer()
+    lengths = np.array([len(tokenizer.encode(text)) for text, _ in samples], dtype=float)
+    wrong = np.array([not ok for _, ok in samples], dtype=float)
+    return {
+        "mean_length": float(lengths.mean()),
+        "std_length": float(lengths.std()),
+        "max_length": float(lengths.max()),
+        "wrong_share": float(wrong.mean()),
+    }
