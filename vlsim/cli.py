@@ -41,15 +41,23 @@ def _scalar_type(annotation: Any) -> type | None:
 
 
 def add_model_options(
-    parser: argparse.ArgumentParser, model: type[BaseModel], skip: Sequence[str] = ()
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup,
+    model: type[BaseModel],
+    skip: Sequence[str] = (),
+    prefix: str = "",
 ) -> list[str]:
-    """Add one --option per scalar field of a config model; return the field names added."""
+    """Add one --option per scalar field of a config model; return the dests added.
+
+    With a prefix (e.g. 'task'), options are --task-FIELD and dests 'task.FIELD', which
+    `build_config` turns into nested overrides.
+    """
     added = []
     for name, field in model.model_fields.items():
         kind = _scalar_type(field.annotation)
         if name in skip or kind is None:
             continue
-        flag = "--" + name.replace("_", "-")
+        dest = f"{prefix}.{name}" if prefix else name
+        flag = "--" + dest.replace(".", "-").replace("_", "-")
         default = field.get_default(call_default_factory=True)
         help_text = f"{field.description or ''} (default: {default})"
         choices = None
@@ -57,14 +65,29 @@ def add_model_options(
             choices = list(typing.get_args(field.annotation))
         if kind is bool:
             parser.add_argument(
-                flag, dest=name, action=argparse.BooleanOptionalAction, default=None, help=help_text
+                flag, dest=dest, action=argparse.BooleanOptionalAction, default=None, help=help_text
             )
         else:
             parser.add_argument(
-                flag, dest=name, type=kind, default=None, choices=choices, help=help_text
+                flag, dest=dest, type=kind, default=None, choices=choices, help=help_text
             )
-        added.append(name)
+        added.append(dest)
     return added
+
+
+def overrides_from_args(args: argparse.Namespace, dests: list[str]) -> dict[str, Any]:
+    """The options given on the command line as a (nested) dict of config fields."""
+    out: dict[str, Any] = {}
+    for dest in dests:
+        value = getattr(args, dest)
+        if value is None:
+            continue
+        *parents, leaf = dest.split(".")
+        node = out
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    return out
 
 
 def build_config(
@@ -74,7 +97,7 @@ def build_config(
     base: dict[str, Any] = {}
     if getattr(args, "config", None):
         base = load_config(args.config, model).model_dump()
-    overrides = {f: getattr(args, f) for f in fields if getattr(args, f) is not None}
+    overrides = overrides_from_args(args, fields)
     try:
         return model.model_validate({**base, **overrides, **(extra or {})})
     except ValidationError as err:

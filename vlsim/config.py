@@ -11,9 +11,10 @@ import json
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from vlsim.aggregators import AGGREGATORS, ALPHA_RANGE
+from vlsim.countdown import TaskConfig, TraceConfig
 from vlsim.lengths import LengthSpec, ParetoLengths
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
@@ -133,3 +134,187 @@ def load_config(path: str | Path, model: type[ModelT]) -> ModelT:
         return model.model_validate(data or {})
     except ValidationError as err:
         raise ValueError(f"invalid config in {path}:\n{format_errors(err)}") from err
+
+
+# ---------------------------------------------------------------- training arena
+
+
+class ProbeConfig(BaseModel):
+    """Gradient probes: per-answer gradients on fixed prompts, every aggregator evaluated on them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    every: int = Field(0, ge=0, description="Probe every this many RL steps (0 = never).")
+    prompts: int = Field(4, ge=1, le=64, description="Probe prompts (fixed, from the test split).")
+    rollouts: int = Field(
+        64, ge=4, le=1024, description="R: answers drawn per probe prompt; groups resample from them."
+    )
+    resamples: int = Field(
+        256, ge=10, le=100_000, description="Groups of G resampled from the R to estimate variance."
+    )
+    block: Literal["all", "last_attention", "last_block", "head"] = Field(
+        "last_attention",
+        description="Parameters whose gradient is probed: all, the last attention layer, the last block, or the output head.",
+    )
+    projection_dim: int = Field(
+        0,
+        ge=0,
+        le=65_536,
+        description="Project per-answer gradients to this many random directions (0 = no projection).",
+    )
+
+
+class TrainConfig(BaseModel):
+    """A tiny-policy RLVR run on CountDown: warm start, then GRPO-style RL with one aggregator."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field("", max_length=200, description="Run name shown in lists (default: derived).")
+    preset: str = Field("custom", description="The preset this config started from.")
+    # task and warm-start data
+    task: TaskConfig = Field(default_factory=TaskConfig, description="CountDown problems.")
+    trace: TraceConfig = Field(
+        default_factory=TraceConfig, description="Reasoning traces of the warm-start data."
+    )
+    # policy
+    model_size: Literal["tiny", "small", "medium", "large"] = Field(
+        "small", description="Policy size: tiny ~0.1M, small ~0.4M, medium ~1.5M, large ~5M parameters."
+    )
+    max_new_tokens: int = Field(
+        64, ge=8, le=2048, description="M: the answer budget; answers cut at M get reward 0."
+    )
+    # supervised warm start
+    sft_steps: int = Field(600, ge=0, le=100_000, description="Supervised warm-start steps.")
+    sft_batch_size: int = Field(64, ge=1, le=4096, description="Warm-start examples per step.")
+    sft_lr: float = Field(3e-3, gt=0, le=1, description="Warm-start learning rate (AdamW).")
+    # RL
+    steps: int = Field(300, ge=0, le=1_000_000, description="RL optimizer steps.")
+    prompts_per_step: int = Field(8, ge=1, le=4096, description="B: prompts per RL step.")
+    group_size: int = Field(16, ge=2, le=1024, description="G: answers sampled per prompt.")
+    lr: float = Field(1e-3, gt=0, le=1, description="RL learning rate (AdamW).")
+    weight_decay: float = Field(0.0, ge=0, le=1, description="AdamW weight decay in RL.")
+    temperature: float = Field(1.0, gt=0, le=10, description="Sampling temperature of rollouts.")
+    aggregator: str = Field("grpo", description="How token losses become one scalar.")
+    alpha: float = Field(1.0, description="VL Norm exponent (weights ~ L^-alpha).")
+    scope: Literal["group", "batch"] = Field("group", description="VL Norm normalisation scope.")
+    std_normalize: bool = Field(
+        True, description="Divide advantages by the group's reward std (GRPO) or not (Dr. GRPO)."
+    )
+    clip_low: float = Field(0.2, ge=0, le=1, description="PPO clip below: ratio >= 1 - clip_low.")
+    clip_high: float = Field(
+        0.28, ge=0, le=10, description="PPO clip above: ratio <= 1 + clip_high (DAPO: 0.28)."
+    )
+    inner_epochs: int = Field(
+        1, ge=1, le=16, description="Optimizer passes over each batch of rollouts (1 = on-policy)."
+    )
+    kl_coef: float = Field(0.0, ge=0, le=10, description="KL penalty to the warm-start policy.")
+    dynamic_sampling: bool = Field(
+        False, description="Skip groups whose rewards are all equal (DAPO's dynamic sampling)."
+    )
+    format_reward: float = Field(
+        0.0, ge=0, le=1, description="Reward for a well-formed but wrong answer (0 = off)."
+    )
+    max_grad_norm: float = Field(
+        1.0, ge=0, description="Clip the gradient norm to this (0 = no clipping)."
+    )
+    # evaluation, probes, logging
+    eval_every: int = Field(25, ge=0, description="Evaluate on the held-out split every K steps (0 = never).")
+    eval_samples: int = Field(4, ge=1, le=64, description="k for sampled mean@k accuracy.")
+    probe: ProbeConfig = Field(default_factory=ProbeConfig, description="Gradient probes.")
+    sample_log_every: int = Field(
+        10, ge=0, description="Store a few sample rollouts every this many steps (0 = never)."
+    )
+    checkpoint_every: int = Field(
+        50, ge=0, description="Save model, optimizer and RNG every this many steps (0 = never)."
+    )
+    device: str = Field("auto", description="auto (cuda > mps > cpu), cpu, cuda or mps.")
+    threads: int = Field(0, ge=0, le=256, description="torch CPU threads (0 = leave torch's default).")
+    seed: int = Field(0, ge=0, description="Seed of the policy init, sampling and problem order.")
+
+    @field_validator("aggregator")
+    @classmethod
+    def _known_aggregator(cls, name: str) -> str:
+        if name not in AGGREGATORS:
+            raise ValueError(f"unknown aggregator {name!r}; choose from {', '.join(AGGREGATORS)}")
+        return name
+
+    @field_validator("alpha")
+    @classmethod
+    def _alpha_range(cls, value: float) -> float:
+        lo, hi = ALPHA_RANGE
+        if not lo <= value <= hi:
+            raise ValueError(f"alpha must be between {lo:g} and {hi:g}")
+        return value
+
+    @field_validator("device")
+    @classmethod
+    def _device_name(cls, value: str) -> str:
+        if value not in ("auto", "cpu", "cuda", "mps") and not value.startswith("cuda:"):
+            raise ValueError("device must be auto, cpu, cuda, cuda:N or mps")
+        return value
+
+    @model_validator(mode="after")
+    def _fits(self) -> TrainConfig:
+        if self.prompts_per_step > self.task.n_train:
+            raise ValueError(
+                f"prompts_per_step ({self.prompts_per_step}) exceeds the training problems "
+                f"(task.n_train = {self.task.n_train})"
+            )
+        return self
+
+    def run_name(self) -> str:
+        """A readable default name: aggregator (and alpha) plus seed."""
+        if self.name:
+            return self.name
+        agg = f"vl_norm(a={self.alpha:g})" if self.aggregator == "vl_norm" else self.aggregator
+        return f"{self.preset}-{agg}-seed{self.seed}"
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "quick": {
+        "model_size": "tiny",
+        "max_new_tokens": 40,
+        "task": {"n_numbers": 3, "high": 9, "max_target": 50, "n_train": 1500, "n_test": 64},
+        "trace": {"length": {"kind": "lognormal", "median": 8, "sigma": 0.5}},
+        "sft_steps": 200,
+        "sft_batch_size": 64,
+        "steps": 30,
+        "prompts_per_step": 8,
+        "group_size": 8,
+        "lr": 2e-3,
+        "eval_every": 10,
+        "eval_samples": 2,
+        "checkpoint_every": 10,
+    },
+    "default": {},
+    "long": {
+        "max_new_tokens": 192,
+        "trace": {"length": {"kind": "lognormal", "median": 60, "sigma": 0.8}},
+        "sft_steps": 800,
+        "steps": 400,
+    },
+}
+"""Named starting points; `default` is TrainConfig's own defaults. Fields given later override."""
+
+
+def preset_config(preset: str = "default", **overrides: Any) -> TrainConfig:
+    """A TrainConfig from a preset plus overrides (nested dicts merge into the preset's)."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    data = _merge({"preset": preset}, PRESETS[preset])
+    data = _merge(data, overrides)
+    try:
+        return TrainConfig.model_validate(data)
+    except ValidationError as err:
+        raise ValueError(f"invalid training config:\n{format_errors(err)}") from err
+
+
+def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    """Recursive dict merge: nested dicts merge, anything else replaces."""
+    out = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
