@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -218,7 +219,9 @@ def cmd_runs(args: argparse.Namespace) -> int:
     if args.action == "resume":
         if info.status == "finished":
             raise CliError(f"run {info.id} has already finished")
-        if info.status == "running":
+        from vlsim.runner import pid_alive
+
+        if info.status == "running" and info.pid != os.getpid() and pid_alive(info.pid):
             raise CliError(f"run {info.id} is running (pid {info.pid}); stop it first")
         return _run(store, info.id, args.quiet)
     raise CliError(f"unknown action {args.action}")

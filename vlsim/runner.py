@@ -58,6 +58,19 @@ def warmstart_cache_dir(store: Store) -> Path:
     return store.data_dir / "warmstart"
 
 
+def pid_alive(pid: int | None) -> bool:
+    """True if a process with this id exists on this machine (a run's worker, say)."""
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def execute_run(
     store: Store,
     run_id: int,

@@ -247,7 +247,7 @@ def policy_loss(
         log_ratio = ref_logp - logp  # k3 estimator of KL(pi || ref), always >= 0
         kl = torch.exp(log_ratio) - log_ratio - 1  # (N, M)
         token_loss = token_loss + cfg.kl_coef * kl
-        kl_value = float((kl * ro.mask).sum() / ro.mask.sum())
+        kl_value = float((kl.detach() * ro.mask).sum() / ro.mask.sum())
     loss = aggregate(
         cfg.aggregator,
         token_loss,
