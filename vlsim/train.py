@@ -372,6 +372,7 @@ class Trainer:
             "time/optimizer": t_optim,
             "time/step": t_end - t0,
             "charts/tokens_per_second": float(lengths.sum()) / max(t_end - t0, 1e-9),
+            "dist/response_lengths": ro.lengths.cpu().tolist(),  # every answer's length
         }
         self.last_rollouts = ro
         self.step_index += 1
