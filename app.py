@@ -1,0 +1,25 @@
+"""vlsim's Streamlit app: page navigation and the shared sidebar; the pages do the work.
+
+Run with `streamlit run app.py`. To add a page, append an st.Page to PAGES.
+"""
+
+import streamlit as st
+
+import vlsim
+
+st.set_page_config(page_title="vlsim", layout="wide", page_icon=":material/functions:")
+
+# The app's pages, in menu order.
+PAGES = [
+    st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
+    st.Page("pages/aggregators.py", title="Aggregators", icon=":material/function:"),
+    st.Page("pages/length_lab.py", title="Length Lab", icon=":material/science:"),
+]
+
+page = st.navigation(PAGES)
+with st.sidebar:
+    st.caption(
+        f"vlsim {vlsim.__version__} · loss aggregation in RLVR · after "
+        "[VL Norm (arXiv 2509.07558)](https://arxiv.org/abs/2509.07558)"
+    )
+page.run()

@@ -1,0 +1,407 @@
+"""Plotly figure builders: pure functions from engine results to go.Figure (no Streamlit).
+
+Every aggregator keeps one colour across all charts; the 'optimal' oracle is grey and hatched
+(bars) or dashed (lines): a reference, not something a trainer runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from vlsim.aggregators import AGGREGATORS
+from vlsim.montecarlo import OPTIMAL, LabResult, SweepPoint
+
+COLORS: dict[str, str] = {
+    "grpo": "#d62728",
+    "dapo": "#ff7f0e",
+    "dr_grpo": "#1f77b4",
+    "seq_sum": "#9467bd",
+    "vl_norm": "#2a9d55",
+    OPTIMAL: "#9a9a9a",
+}
+"""One colour per aggregator, the same on every chart."""
+
+MICRO_BATCH_COLORS = [
+    "#4c78a8",
+    "#f58518",
+    "#54a24b",
+    "#e45756",
+    "#72b7b2",
+    "#b279a2",
+    "#eeca3b",
+    "#9d755d",
+    "#ff9da6",
+    "#bab0ac",
+]
+
+Z95 = 1.96  # error bars: +- 1.96 standard errors (95% interval)
+THEORY_MARKER = {
+    "symbol": "diamond",
+    "size": 11,
+    "color": "black",
+    "line": {"width": 1, "color": "white"},
+}
+
+
+def _layout(fig: go.Figure, title: str, height: int = 380, **kwargs) -> go.Figure:
+    """Shared look: title top left, legend in one row under the plot."""
+    fig.update_layout(
+        title={"text": title, "x": 0.01, "xanchor": "left", "font": {"size": 15}},
+        template="plotly_white",
+        height=height,
+        margin={"l": 60, "r": 20, "t": 50, "b": 40},
+        legend={"orientation": "h", "yanchor": "top", "y": -0.22, "x": 0, "xanchor": "left"},
+        hoverlabel={"namelength": -1},
+        **kwargs,
+    )
+    return fig
+
+
+def tick_label(display_name: str) -> str:
+    """A display name broken onto two lines, so bar labels need no rotation."""
+    head, sep, tail = display_name.partition(" (")
+    if sep:
+        return f"{head}<br>({tail}"
+    if len(display_name) > 9 and " " in display_name:
+        return display_name.replace(" ", "<br>", 1)
+    return display_name
+
+
+def nice_log_ticks(lo: float, hi: float) -> list[float]:
+    """1-2-5 tick values covering [lo, hi] for a log axis (plotly's own minor labels crowd)."""
+    lo, hi = max(lo, 1e-12), max(hi, lo)
+    ticks = []
+    for exponent in range(int(np.floor(np.log10(lo))) - 1, int(np.ceil(np.log10(hi))) + 1):
+        for mantissa in (1, 2, 5):
+            value = mantissa * 10.0**exponent
+            if lo / 1.0001 <= value <= hi * 1.0001:
+                ticks.append(value)
+    if len(ticks) > 9:  # too many: keep the powers of ten
+        ticks = [t for t in ticks if np.isclose(np.log10(t), round(np.log10(t)))]
+    return ticks
+
+
+def color_of(name: str) -> str:
+    return COLORS.get(name, "#444444")
+
+
+def _bars(
+    result: LabResult,
+    value: str,
+    se: str | None,
+    name: str = "Monte Carlo",
+    text_format: str = ".3g",
+) -> go.Bar:
+    """One bar per aggregator (oracle hatched grey) with 95% error bars."""
+    rows = result.results
+    y = [getattr(r, value) for r in rows]
+    errors = [Z95 * getattr(r, se) for r in rows] if se else None
+    return go.Bar(
+        x=[tick_label(r.display_name) for r in rows],
+        y=y,
+        name=name,
+        marker={
+            "color": [color_of(r.name) for r in rows],
+            "pattern": {"shape": ["/" if r.name == OPTIMAL else "" for r in rows]},
+            "line": {"width": 0},
+        },
+        error_y={"type": "data", "array": errors, "visible": errors is not None, "thickness": 1.5},
+        text=[format(v, text_format) for v in y],
+        textposition="outside",
+        cliponaxis=False,
+        customdata=[r.name for r in rows],
+        hovertemplate="%{x}: %{y:.4g}<extra>" + name + "</extra>",
+    )
+
+
+def _theory(result: LabResult, value: str, name: str = "closed form") -> go.Scatter:
+    rows = result.results
+    return go.Scatter(
+        x=[tick_label(r.display_name) for r in rows],
+        y=[getattr(r, value) for r in rows],
+        mode="markers",
+        name=name,
+        marker=THEORY_MARKER,
+        customdata=[r.name for r in rows],
+        hovertemplate="%{x}: %{y:.4g}<extra>" + name + "</extra>",
+    )
+
+
+def scale_figure(result: LabResult) -> go.Figure:
+    """M E[sum x] per aggregator on a log axis: Monte Carlo bars, closed-form diamonds, 1 = unbiased."""
+    fig = go.Figure([_bars(result, "scale", "scale_se"), _theory(result, "scale_theory")])
+    fig.add_hline(
+        y=1,
+        line={"dash": "dot", "color": "#555"},
+        annotation_text="unbiased step = 1",
+        annotation_position="bottom right",
+    )
+    values = [r.scale for r in result.results] + [r.scale_theory for r in result.results]
+    top = np.log10(max(max(values), 1.0)) + 0.5
+    bottom = np.log10(min(min(values), 1.0)) - 0.3
+    fig.update_yaxes(type="log", range=[bottom, top], title="scale  M·E[Σx]", dtick=1)
+    return _layout(fig, "Step size (scale): 1 means unbiased", height=400)
+
+
+def variance_figure(result: LabResult) -> go.Figure:
+    """Variance per unit scale, stacked: token noise (with its closed form) + reward sampling."""
+    rows = result.results
+    noise = _bars(result, "noise_variance", "noise_variance_se", name="token noise")
+    noise.text = None
+    reward = go.Bar(
+        x=[tick_label(r.display_name) for r in rows],
+        y=[r.variance - r.noise_variance for r in rows],
+        name="reward sampling",
+        marker={"color": [color_of(r.name) for r in rows], "opacity": 0.35},
+        text=[f"{r.variance:.3g}" for r in rows],
+        textposition="outside",
+        cliponaxis=False,
+        customdata=[r.name for r in rows],
+        hovertemplate="%{x}: %{y:.4g}<extra>reward sampling</extra>",
+    )
+    theory = _theory(result, "noise_variance_theory", name="token noise, closed form")
+    fig = go.Figure([noise, reward, theory])
+    fig.update_layout(barmode="stack")
+    top = max(r.variance for r in rows)
+    fig.update_yaxes(title="E‖ĝ − Eĝ‖² / scale²", range=[0, top * 1.2])
+    return _layout(fig, "Variance per unit scale (lower is better)", height=400)
+
+
+def cv_figure(result: LabResult) -> go.Figure:
+    """Coefficient of variation sqrt(variance) / |grad J| per aggregator."""
+    fig = go.Figure([_bars(result, "cv", "cv_se")])
+    top = max(r.cv + Z95 * r.cv_se for r in result.results)
+    fig.update_yaxes(title="CV = √variance / |∇J|", range=[0, top * 1.2])
+    return _layout(fig, "Relative noise (CV)", height=400, showlegend=False)
+
+
+def efficiency_figure(result: LabResult) -> go.Figure:
+    """Least achievable token-noise variance / this one: 1 = optimal."""
+    fig = go.Figure(
+        [
+            _bars(result, "efficiency", "efficiency_se", text_format=".2f"),
+            _theory(result, "efficiency_theory"),
+        ]
+    )
+    fig.add_hline(y=1, line={"dash": "dot", "color": "#555"})
+    top = max(max(r.efficiency, r.efficiency_theory) for r in result.results)
+    fig.update_yaxes(title="efficiency", range=[0, max(1.15, top * 1.15)])
+    return _layout(fig, "Efficiency of the token-noise part (1 = optimal)", height=400)
+
+
+def direction_figure(result: LabResult) -> go.Figure:
+    """Direction bias 1 - cos(E g_hat, grad J) and the length tilt in degrees, as side-by-side
+    horizontal bars (one row per aggregator)."""
+    rows = result.results
+    fig = make_subplots(
+        rows=1,
+        cols=2,
+        shared_yaxes=True,
+        subplot_titles=("direction bias  1 − cos", "length tilt (°)"),
+        horizontal_spacing=0.06,
+    )
+    names = [r.display_name for r in rows]
+    for col, (value, se) in enumerate(
+        (("direction_bias", "cosine_se"), ("length_tilt_deg", "length_tilt_se")), start=1
+    ):
+        fig.add_trace(
+            go.Bar(
+                y=names,
+                x=[getattr(r, value) for r in rows],
+                orientation="h",
+                marker={
+                    "color": [color_of(r.name) for r in rows],
+                    "pattern": {"shape": ["/" if r.name == OPTIMAL else "" for r in rows]},
+                },
+                error_x={"type": "data", "array": [Z95 * getattr(r, se) for r in rows]},
+                customdata=[r.name for r in rows],
+                showlegend=False,
+                hovertemplate="%{y}: %{x:.4g}<extra></extra>",
+            ),
+            row=1,
+            col=col,
+        )
+    fig.add_vline(x=0, line={"color": "#555", "width": 1}, row=1, col=2)
+    # Floors keep numerical noise (1 - cos ~ 1e-9 when kappa = 0) from looking like bias.
+    top = max(max(r.direction_bias + Z95 * r.cosine_se for r in rows), 1e-3)
+    fig.update_xaxes(range=[0, top * 1.15], row=1, col=1)
+    span = max(max(abs(r.length_tilt_deg) + Z95 * r.length_tilt_se for r in rows), 1.0)
+    fig.update_xaxes(range=[-span * 1.15, span * 1.15], row=1, col=2)
+    fig.update_yaxes(autorange="reversed")
+    fig.update_annotations(font_size=13)
+    fig = _layout(fig, "Direction: does the update point where ∇J points?", height=400)
+    fig.update_layout(margin={"l": 120})
+    return fig
+
+
+def sweep_figure(points: Sequence[SweepPoint], param: str, x_title: str, log_x: bool) -> go.Figure:
+    """Scale (log), CV and efficiency of every aggregator against the swept value."""
+    fig = make_subplots(
+        rows=1,
+        cols=3,
+        subplot_titles=("scale  M·E[Σx] (1 = unbiased)", "CV (relative noise)", "efficiency"),
+        horizontal_spacing=0.08,
+    )
+    if not points:
+        return _layout(fig, "Sweep")
+    x = [p.mean_length if param == "length_scale" else p.value for p in points]
+    names = [r.name for r in points[0].result.results]
+    for name in names:
+        rows = [p.result.by_name()[name] for p in points]
+        # VL Norm's display name carries alpha, which changes along an alpha sweep.
+        label = "VL Norm" if name == "vl_norm" and param == "alpha" else rows[0].display_name
+        line = {"color": color_of(name), "dash": "dash" if name == OPTIMAL else "solid"}
+        for col, key in enumerate(("scale", "cv", "efficiency"), start=1):
+            fig.add_trace(
+                go.Scatter(
+                    x=x,
+                    y=[getattr(r, key) for r in rows],
+                    mode="lines+markers",
+                    name=label,
+                    legendgroup=name,
+                    showlegend=col == 1,
+                    line=line,
+                    marker={"size": 6},
+                    customdata=[name] * len(rows),
+                    hovertemplate=f"{label}<br>x=%{{x:.4g}}<br>{key}=%{{y:.4g}}<extra></extra>",
+                ),
+                row=1,
+                col=col,
+            )
+    fig.update_yaxes(type="log", dtick=1, row=1, col=1)
+    fig.update_yaxes(rangemode="tozero", row=1, col=2)
+    fig.update_yaxes(rangemode="tozero", row=1, col=3)
+    ticks = nice_log_ticks(min(x), max(x)) if log_x else None
+    for col in (1, 2, 3):
+        fig.update_xaxes(
+            title=x_title, type="log" if log_x else "linear", tickvals=ticks, row=1, col=col
+        )
+    fig.update_annotations(font_size=13)
+    return _layout(fig, f"Sweep: {x_title}", height=440)
+
+
+def length_histogram(lengths: np.ndarray, summary: Mapping[str, float], max_len: int) -> go.Figure:
+    """Histogram of sampled lengths (log-spaced bins when they span decades) with mean/median/p95."""
+    L = np.asarray(lengths, dtype=np.float64).ravel()
+    lo, hi = max(L.min(), 1.0), max(L.max(), 1.0)
+    log_x = hi / lo > 30
+    bins = np.geomspace(lo, hi * 1.0001, 50) if log_x else np.linspace(lo - 0.5, hi + 0.5, 50)
+    counts, edges = np.histogram(L, bins=bins)
+    share = counts / max(L.size, 1)
+    centers = np.sqrt(edges[:-1] * edges[1:]) if log_x else (edges[:-1] + edges[1:]) / 2
+    fig = go.Figure(
+        go.Bar(
+            x=centers,
+            y=share,
+            width=np.diff(edges),
+            name="share of answers",
+            marker={"color": "#8fa8c8", "line": {"width": 0}},
+            customdata=np.stack([edges[:-1], edges[1:]], axis=-1),
+            hovertemplate="%{customdata[0]:.0f}–%{customdata[1]:.0f} tokens: %{y:.2%}<extra></extra>",
+        )
+    )
+    marks = [
+        ("mean", summary["mean"], "#d62728"),
+        ("median", summary["median"], "#2a9d55"),
+        ("p95", summary["p95"], "#555555"),
+    ]
+    for i, (label, value, color) in enumerate(marks):
+        fig.add_vline(x=value, line={"color": color, "dash": "dash", "width": 1.5})
+        fig.add_annotation(
+            x=np.log10(value) if log_x else value,
+            y=1.0 - 0.09 * i,
+            yref="paper",
+            text=f"{label} {value:.0f}",
+            showarrow=False,
+            xanchor="left",
+            xshift=4,
+            font={"color": color, "size": 12},
+            bgcolor="rgba(255,255,255,0.8)",
+        )
+    fig.update_xaxes(
+        title=f"answer length (tokens; M = {max_len})",
+        type="log" if log_x else "linear",
+        tickvals=nice_log_ticks(lo, hi) if log_x else None,
+    )
+    fig.update_yaxes(title="share of answers", tickformat=".0%")
+    return _layout(fig, "Sampled answer lengths", height=340, showlegend=False)
+
+
+def weights_figure(
+    weights: Mapping[str, np.ndarray], lengths: np.ndarray, labels: Mapping[str, str] | None = None
+) -> go.Figure:
+    """Grouped bars: each aggregator's weight x_{k,i} for every answer of a (B, G) batch."""
+    L = np.asarray(lengths)
+    B, G = L.shape
+    x = [f"g{k + 1}·a{i + 1}<br>L={int(L[k, i])}" for k in range(B) for i in range(G)]
+    traces = []
+    for name, w in weights.items():
+        label = (labels or {}).get(
+            name, AGGREGATORS[name].display_name if name in AGGREGATORS else name
+        )
+        traces.append(
+            go.Bar(
+                x=x,
+                y=np.asarray(w).ravel(),
+                name=label,
+                marker={
+                    "color": color_of(name),
+                    "pattern": {"shape": "/" if name == OPTIMAL else ""},
+                },
+                customdata=[name] * (B * G),
+                hovertemplate="%{x}: x = %{y:.4g}<extra>" + label + "</extra>",
+            )
+        )
+    fig = go.Figure(traces)
+    fig.update_layout(barmode="group", bargap=0.2)
+    fig.update_yaxes(type="log", title="weight x (log)")
+    fig.update_xaxes(title="answer (group · index, length)")
+    return _layout(fig, "Weight of each answer", height=420)
+
+
+def framework_figure(
+    weights: np.ndarray,
+    lengths: np.ndarray,
+    micro_batch: np.ndarray,
+    process: np.ndarray,
+    equivalent: np.ndarray | None = None,
+    equivalent_label: str = "",
+) -> go.Figure:
+    """Effective weight per answer, coloured by micro-batch; the textbook weights as diamonds."""
+    L = np.asarray(lengths)
+    x = np.arange(1, L.size + 1)
+    fig = go.Figure()
+    n_mb = int(np.max(micro_batch)) + 1
+    for mb in range(n_mb):
+        sel = np.asarray(micro_batch) == mb
+        p = int(np.asarray(process)[sel][0])
+        fig.add_trace(
+            go.Bar(
+                x=x[sel],
+                y=np.asarray(weights)[sel],
+                name=f"micro-batch {mb + 1} (process {p + 1})",
+                marker={"color": MICRO_BATCH_COLORS[mb % len(MICRO_BATCH_COLORS)]},
+                customdata=L[sel],
+                showlegend=n_mb <= 16,
+                hovertemplate="answer %{x}, L=%{customdata}: x = %{y:.4g}<extra>%{fullData.name}</extra>",
+            )
+        )
+    if equivalent is not None:
+        fig.add_trace(
+            go.Scatter(
+                x=x,
+                y=np.asarray(equivalent),
+                mode="markers",
+                name=equivalent_label or "vlsim equivalent",
+                marker=THEORY_MARKER,
+                hovertemplate="answer %{x}: %{y:.4g}<extra>%{fullData.name}</extra>",
+            )
+        )
+    fig.update_layout(bargap=0.15)
+    fig.update_xaxes(title="answer (in step order)", dtick=1 if L.size <= 40 else None)
+    fig.update_yaxes(title="effective weight x", rangemode="tozero")
+    return _layout(fig, "Effective weight of each answer in one optimizer step", height=400)

@@ -1,0 +1,42 @@
+"""Home: what the app teaches, in a few lines, and where to go."""
+
+import streamlit as st
+
+from pages.common import ensure_app_navigation
+
+ensure_app_navigation()
+
+st.title("vlsim: loss aggregation in RLVR")
+st.markdown(
+    "In reinforcement learning with verifiable rewards a prompt is answered $G$ times and "
+    "answer $i$ has $L_i$ tokens. Its gradient $g_i$ sums one term per token, so **long answers "
+    "are noisy**: $\\mathrm{Var}(g_i) \\approx V L_i$. Every trainer turns the token losses into "
+    "one number with some *aggregation*, and that choice gives each answer a weight $x_i$:"
+)
+st.latex(
+    r"\hat g = \sum_{k=1}^{B} \sum_{i=1}^{G} x_{k,i}\, g_{k,i},"
+    r"\qquad \mathbb{E}[\hat g] = \Big(\sum_{k,i} x_{k,i}\Big) \nabla J,"
+    r"\qquad \mathrm{Var}(\hat g) = V \sum_{k,i} x_{k,i}^2 L_{k,i}"
+)
+st.markdown(
+    "The weights decide two things. **Bias**: if $\\sum x$ depends on the lengths (GRPO, DAPO), "
+    "the step size drifts as answers grow, and when length and correctness are related the "
+    "update also tilts toward longer or shorter answers. **Variance**: a constant weight "
+    "(Dr. GRPO) lets long answers bring their noise in full. VL Norm keeps $\\sum x$ constant "
+    "and weighs answers $\\propto 1/L_i$: unbiased, and the least variance possible."
+)
+
+st.subheader("Explore")
+st.page_link(
+    "pages/aggregators.py",
+    label="**Aggregators**: the formulas, a calculator for your own lengths, and what TRL and "
+    "verl settings really do",
+    icon=":material/function:",
+)
+st.page_link(
+    "pages/length_lab.py",
+    label="**Length Lab**: Monte Carlo of every aggregator's bias and noise for a length "
+    "distribution you choose, with the closed forms beside it",
+    icon=":material/science:",
+)
+st.caption("Every page keeps its settings in the link: copy the URL to share a scenario.")
