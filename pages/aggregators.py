@@ -1,0 +1,450 @@
+"""Aggregators: the formulas, a single-batch calculator, and what trainer settings really do.
+
+Widgets -> typed lengths and settings -> vlsim.aggregators / theory / frameworks -> plotly.
+Settings live in the URL under calc.* (calculator) and fw.* (framework view).
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import pandas as pd
+import streamlit as st
+from pydantic import ValidationError
+
+from pages import charts
+from pages.common import (
+    clamp_notices,
+    ensure_app_navigation,
+    fmt,
+    new_url_params,
+    number_field,
+    remember_widgets,
+    restore_widgets,
+    seed_widgets,
+    show_notices,
+    write_url,
+)
+from vlsim.aggregators import AGGREGATORS, ALPHA_RANGE, VL_NORM_BATCH_LATEX, check_lengths
+from vlsim.aggregators import weights as aggregator_weights
+from vlsim.config import LabConfig, format_errors
+from vlsim.frameworks import FRAMEWORK_MODES, FRAMEWORK_VERSIONS, TrainerSetup, framework_view
+from vlsim.lengths import sample_lengths
+from vlsim.montecarlo import OPTIMAL
+from vlsim.scenario import (
+    CalculatorConfig,
+    format_lengths_text,
+    from_query,
+    parse_lengths_text,
+    to_query,
+)
+from vlsim.theory import aggregator_figures, answer_variance, figures, optimal_weights
+
+ensure_app_navigation()
+
+PAGE = "agg"
+CALC = "calc."  # URL prefix of the calculator
+FW = "fw."  # URL prefix of the framework view
+CALC_DEFAULT = CalculatorConfig()
+FW_DEFAULT = TrainerSetup(
+    framework="trl",
+    loss_mode="bnpo",
+    micro_batch_size=4,
+    grad_accum_steps=2,
+    num_processes=1,
+    max_len=4096,
+)
+CALC_FIELDS = ("lengths", "max_len", "alpha", "scope", "beta", "seed")
+FW_FIELDS = (
+    "framework",
+    "loss_mode",
+    "micro_batch_size",
+    "grad_accum_steps",
+    "num_processes",
+    "max_len",
+    "verl_engine",
+    "norm_width",
+)
+FRAMEWORK_NAMES = {"trl": "TRL (GRPOTrainer)", "verl": "verl"}
+MODE_TWIN = {  # the same idea under the other framework's name
+    "grpo": "seq-mean-token-mean",
+    "bnpo": "token-mean",
+    "dapo": "token-mean",
+    "dr_grpo": "seq-mean-token-sum-norm",
+    "seq-mean-token-mean": "grpo",
+    "token-mean": "dapo",
+    "seq-mean-token-sum": "dr_grpo",
+    "seq-mean-token-sum-norm": "dr_grpo",
+}
+
+
+def widget_values(calc: CalculatorConfig, setup: TrainerSetup) -> dict:
+    """Widget key -> value for the calculator and the framework view."""
+    values = {f"agg.{f}": getattr(calc, f) for f in CALC_FIELDS}
+    try:  # show one group per line
+        values["agg.lengths"] = format_lengths_text(parse_lengths_text(calc.lengths))
+    except ValueError:
+        values["agg.lengths"] = calc.lengths
+    values.update({f"fw.{f}": getattr(setup, f) for f in FW_FIELDS})
+    values["fw.loss_scale_factor"] = setup.loss_scale_factor or 0.0
+    return values
+
+
+def _switch_framework() -> None:
+    """Keep the closest loss mode when the framework changes."""
+    mode = st.session_state.get("fw.loss_mode")
+    new = st.session_state["fw.framework"]
+    if mode not in FRAMEWORK_MODES[new]:
+        twin = MODE_TWIN.get(mode)
+        st.session_state["fw.loss_mode"] = (
+            twin if twin in FRAMEWORK_MODES[new] else next(iter(FRAMEWORK_MODES[new]))
+        )
+
+
+# ----------------------------------------------------------------------------- state
+
+url = new_url_params(PAGE)
+if url is not None:
+    calc_url, notices = from_query(CalculatorConfig, url, prefix=CALC)
+    setup_url, fw_notices = from_query(TrainerSetup, url, defaults=FW_DEFAULT, prefix=FW)
+    notices += fw_notices
+    notices += [
+        f"Unknown URL parameter {key} ignored: this page reads calc.* and fw.* settings."
+        for key in url
+        if not key.startswith((CALC, FW))
+    ]
+    values = widget_values(calc_url, setup_url)
+    notices += clamp_notices(values, widget_values(CALC_DEFAULT, FW_DEFAULT))
+    seed_widgets(values, force=True)
+    show_notices(notices)
+else:
+    restore_widgets(PAGE)
+seed_widgets(widget_values(CALC_DEFAULT, FW_DEFAULT))
+if "_agg_pending_text" in st.session_state:  # lengths edited in the table
+    st.session_state["agg.lengths"] = st.session_state.pop("_agg_pending_text")
+    st.session_state["_agg_editor_version"] = st.session_state.get("_agg_editor_version", 0) + 1
+
+# ----------------------------------------------------------------------------- formulas
+
+st.title("Aggregators")
+st.markdown(
+    "Every aggregator computes $\\text{loss} = \\sum_k \\sum_i x_{k,i} \\sum_t "
+    "\\ell_{k,i,t}$ over $B$ prompts with $G$ answers each; answer $(k,i)$ has $L_{k,i}$ tokens "
+    "and $M$ is the maximum length. Only the weight $x_{k,i}$ differs:"
+)
+for name, info in AGGREGATORS.items():
+    with st.container(border=True):
+        left, right = st.columns([2, 3], vertical_alignment="center")
+        with left:
+            st.markdown(f"**{info.display_name}** &nbsp; `{name}`")
+            if info.unbiased:
+                st.badge("unbiased", icon=":material/check:", color="green")
+            else:
+                st.badge("biased", icon=":material/warning:", color="red")
+            st.caption("Called: " + "; ".join(info.aliases))
+        with right:
+            st.latex(info.latex)
+            st.caption(info.description)
+
+st.markdown(
+    "**VL Norm's scope.** The paper normalises inside each group (above); its released code "
+    "normalises over the whole batch, so a group's total weight then depends on the other groups:"
+)
+st.latex(VL_NORM_BATCH_LATEX)
+st.markdown(
+    "**Two faces of bias.** *Scale*: $M\\,\\mathbb{E}[\\sum_i x_i]$ should not depend on the "
+    "lengths; for GRPO ($\\sum_i x_i = \\frac{1}{BG}\\sum_i 1/L_i$) and DAPO ($1/\\sum L$) it "
+    "does, so the step size drifts as answers grow. *Direction*: when length and correctness are "
+    "related, length-dependent weights tilt $\\mathbb{E}[\\hat g]$ away from $\\nabla J$ toward "
+    "longer or shorter answers (measured as $1 - \\cos(\\mathbb{E}\\hat g, \\nabla J)$). "
+    "VL Norm's weights depend on length too, but their total per group is fixed, so its scale "
+    "cannot drift."
+)
+
+# ----------------------------------------------------------------------------- calculator
+
+st.header("Calculator: one batch")
+st.markdown(
+    "Type the lengths of one batch and see each answer's weight, the totals, and the variance "
+    "under the model $\\mathrm{Var}(g_i) = V L_i^{\\beta}$ (units: $V = |\\nabla J| = 1$)."
+)
+inputs, outputs = st.columns([1, 2], gap="large")
+with inputs:
+    typed, table = st.tabs(["Type", "Table"])
+    with typed:
+        st.text_area(
+            "lengths (one group per line)",
+            key="agg.lengths",
+            height=130,
+            help="Whole numbers of tokens separated by spaces or commas; each line is one "
+            "prompt's group, and every group needs the same number of answers.",
+        )
+    number_field(CalculatorConfig, "max_len", "agg.max_len", "M (max length)")
+    st.slider(
+        "VL Norm α",
+        *ALPHA_RANGE,
+        step=0.05,
+        key="agg.alpha",
+        help="VL Norm weighs answers ∝ L^-α: 0 is Dr. GRPO, 1 is optimal for independent tokens.",
+    )
+    st.radio(
+        "VL Norm scope",
+        ["group", "batch"],
+        key="agg.scope",
+        horizontal=True,
+        help="Normalise per group (the paper) or over the whole batch (the released code).",
+    )
+    st.slider(
+        "variance exponent β",
+        0.0,
+        3.0,
+        step=0.1,
+        key="agg.beta",
+        help="Var(g_i) = V L_i^β: 1 for independent token terms, up to 2 for correlated ones.",
+    )
+
+calc_error: str | None = None
+L = None
+try:
+    L = check_lengths(
+        parse_lengths_text(st.session_state["agg.lengths"]), st.session_state["agg.max_len"]
+    )
+except ValueError as err:
+    calc_error = str(err)
+
+with table:
+    version = st.session_state.get("_agg_editor_version", 0)
+    if L is None:
+        st.caption("Fix the typed lengths to edit them as a table.")
+    else:
+        frame = pd.DataFrame(
+            L,
+            index=[f"group {k + 1}" for k in range(L.shape[0])],
+            columns=[f"answer {i + 1}" for i in range(L.shape[1])],
+        )
+        edited = st.data_editor(
+            frame, key=f"agg.editor.{version}", num_rows="dynamic", width="stretch"
+        )
+        if not edited.equals(frame):
+            st.session_state["_agg_pending_text"] = format_lengths_text(
+                edited.astype(float).to_numpy()
+            )
+            st.rerun()
+        st.caption("Edit cells or add rows (groups); the typed text follows.")
+
+M = st.session_state["agg.max_len"]
+alpha = st.session_state["agg.alpha"]
+scope = st.session_state["agg.scope"]
+beta = st.session_state["agg.beta"]
+with outputs:
+    if calc_error is not None:
+        st.error(calc_error, icon=":material/error:")
+    else:
+        weights = {n: aggregator_weights(n, L, M, alpha, scope) for n in AGGREGATORS}
+        answer_var = answer_variance(L, beta=beta)
+        weights[OPTIMAL] = optimal_weights(answer_var, M)
+        labels = {
+            **{n: info.display_name for n, info in AGGREGATORS.items()},
+            "vl_norm": f"VL Norm (α={alpha:g}{', batch' if scope == 'batch' else ''})",
+            OPTIMAL: "Optimal (oracle)",
+        }
+        st.plotly_chart(
+            charts.weights_figure(weights, L, labels), width="stretch", key="weights_chart"
+        )
+if calc_error is None:
+    rows = []
+    for name, x in weights.items():
+        fig = (
+            figures(x, answer_var, M)
+            if name == OPTIMAL
+            else aggregator_figures(name, L, M, alpha, scope, beta=beta)
+        )
+        rows.append(
+            {
+                "aggregator": labels[name],
+                "unbiased": AGGREGATORS[name].unbiased if name in AGGREGATORS else True,
+                "total Σx": fmt(float(x.sum()), 4),
+                "M·Σx": fmt(fig.scale, 4),
+                "per-group Σx": ", ".join(fmt(float(s), 3) for s in x.sum(axis=1)),
+                "variance / scale²": fmt(fig.variance, 4),
+                "CV": fmt(fig.cv, 3),
+                "ESS": fmt(fig.ess, 3),
+                "efficiency": fmt(fig.efficiency, 3),
+            }
+        )
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+    st.caption(
+        "M·Σx is the scale: 1 for Dr. GRPO and VL Norm whatever the lengths (M for the "
+        "sequence sum). Efficiency: the least variance of an unbiased weighting "
+        "($x_i \\propto L_i^{-\\beta}$, the oracle) ÷ this one's. ESS: the effective number "
+        "of answers, $(\\sum x)^2/\\sum x^2$."
+    )
+
+# ----------------------------------------------------------------------------- framework view
+
+st.header("Framework view: what your trainer's settings do")
+st.markdown(
+    "Trainers split one optimizer step over $P$ processes × $GA$ accumulation steps × $b$ "
+    "answers per micro-batch and normalise each micro-batch on its own. Which tokens a divisor "
+    "counts decides the real weights; they need not match the textbook formula."
+)
+c1, c2 = st.columns([1, 2])
+with c1:
+    framework = st.radio(
+        "framework",
+        list(FRAMEWORK_MODES),
+        key="fw.framework",
+        format_func=FRAMEWORK_NAMES.get,
+        horizontal=True,
+        on_change=_switch_framework,
+        help="The trainer whose loss code is simulated.",
+    )
+    if st.session_state["fw.loss_mode"] not in FRAMEWORK_MODES[framework]:
+        _switch_framework()
+    mode = st.selectbox(
+        "loss_type" if framework == "trl" else "loss_agg_mode",
+        list(FRAMEWORK_MODES[framework]),
+        key="fw.loss_mode",
+        help="TRL's loss_type or verl's loss_agg_mode.",
+    )
+    st.caption(FRAMEWORK_MODES[framework][mode])
+with c2:
+    d1, d2, d3, d4 = st.columns(4)
+    with d1:
+        number_field(TrainerSetup, "micro_batch_size", "fw.micro_batch_size", "b (micro-batch)")
+    with d2:
+        number_field(TrainerSetup, "grad_accum_steps", "fw.grad_accum_steps", "GA (accum. steps)")
+    with d3:
+        number_field(TrainerSetup, "num_processes", "fw.num_processes", "P (processes)")
+    with d4:
+        number_field(TrainerSetup, "max_len", "fw.max_len", "M (max length)")
+    if framework == "verl":
+        e1, e2, e3 = st.columns(3)
+        with e1:
+            st.radio(
+                "verl engine",
+                ["new", "legacy"],
+                key="fw.verl_engine",
+                horizontal=True,
+                help=TrainerSetup.model_fields["verl_engine"].description,
+            )
+        with e2:
+            st.radio(
+                "norm width",
+                ["configured", "padded"],
+                key="fw.norm_width",
+                horizontal=True,
+                help=TrainerSetup.model_fields["norm_width"].description,
+            )
+        with e3:
+            st.number_input(
+                "loss_scale_factor (0 = not set)",
+                min_value=0.0,
+                step=256.0,
+                format="%g",
+                key="fw.loss_scale_factor",
+                help=TrainerSetup.model_fields["loss_scale_factor"].description,
+            )
+
+setup = None
+try:
+    scale_factor = st.session_state["fw.loss_scale_factor"] if framework == "verl" else 0.0
+    setup = TrainerSetup(
+        framework=framework,
+        loss_mode=mode,
+        micro_batch_size=st.session_state["fw.micro_batch_size"],
+        grad_accum_steps=st.session_state["fw.grad_accum_steps"],
+        num_processes=st.session_state["fw.num_processes"],
+        max_len=st.session_state["fw.max_len"],
+        verl_engine=st.session_state["fw.verl_engine"] if framework == "verl" else "new",
+        norm_width=st.session_state["fw.norm_width"] if framework == "verl" else "configured",
+        loss_scale_factor=scale_factor or None,
+    )
+except ValidationError as err:
+    st.error("These trainer settings do not fit together:\n\n" + format_errors(err))
+
+if setup is not None:
+    B = setup.num_answers
+    G = L.shape[1] if L is not None else 4
+    if L is not None and L.size == B:
+        step_lengths, group_size = L.ravel(), G
+        st.caption(f"Using the calculator's {B} lengths in order (groups of G = {G}).")
+    else:
+        group_size = next(g for g in range(min(G, B), 0, -1) if B % g == 0)
+        step_lengths = sample_lengths(
+            LabConfig().lengths, B, setup.max_len, seed=st.session_state["agg.seed"]
+        )
+        have = "invalid lengths" if L is None else f"{L.size} lengths"
+        st.caption(
+            f"The calculator has {have} but this step has P·GA·b = {B} answers, so {B} lengths "
+            f"are drawn from the Length Lab's default long tail "
+            f"({LabConfig().lengths.describe()}), in groups of {group_size}."
+        )
+        number_field(CalculatorConfig, "seed", "agg.seed", "seed for these lengths")
+    try:
+        view = framework_view(setup, step_lengths, group_size)
+    except ValueError as err:
+        st.error(str(err), icon=":material/error:")
+        view = None
+    if view is not None:
+        # The textbook formula beside the real weights; a per-micro-batch token mean has no
+        # equivalent, so it is compared with the batch token mean (DAPO) it stands in for.
+        reference = view.equivalent or "dapo"
+        factor = view.constant_factor if view.constant_factor is not None else 1.0
+        equivalent = (
+            factor
+            * aggregator_weights(
+                reference, step_lengths.reshape(-1, group_size), setup.max_len
+            ).ravel()
+        )
+        label = f"{AGGREGATORS[reference].display_name} formula" + (
+            f" × {factor:.4g}" if factor != 1.0 else ""
+        )
+        if view.equivalent is None:
+            label += " (for comparison)"
+        st.plotly_chart(
+            charts.framework_figure(
+                view.weights, step_lengths, view.micro_batch, view.process, equivalent, label
+            ),
+            width="stretch",
+            key="framework_chart",
+        )
+        m1, m2, m3 = st.columns(3)
+        if view.equivalent is None:
+            m1.metric("vlsim equivalent", "none")
+        else:
+            m1.metric(
+                "vlsim equivalent",
+                AGGREGATORS[view.equivalent].display_name,
+                "matches exactly" if view.matches_equivalent else "differs on these lengths",
+                delta_color="normal" if view.matches_equivalent else "inverse",
+            )
+        m2.metric("scale M·Σx", fmt(view.scale, 4))
+        m3.metric(
+            "constant factor vs formula",
+            "—" if view.constant_factor is None else f"{view.constant_factor:.4g}",
+        )
+        if view.notes:
+            st.markdown("\n".join(f"- {note}" for note in view.notes))
+    st.caption(
+        "Read from: " + "; ".join(FRAMEWORK_VERSIONS.values()) + ". Versions drift: check your "
+        "trainer's source if it is newer."
+    )
+
+# ----------------------------------------------------------------------------- URL
+
+calc_now = None
+with contextlib.suppress(ValidationError):
+    calc_now = CalculatorConfig(
+        lengths=";".join(
+            line.strip() for line in st.session_state["agg.lengths"].splitlines() if line.strip()
+        ),
+        **{f: st.session_state[f"agg.{f}"] for f in CALC_FIELDS if f != "lengths"},
+    )
+params = {}
+if calc_now is not None:
+    params.update({CALC + k: v for k, v in to_query(calc_now, CALC_DEFAULT).items()})
+if setup is not None:
+    params.update({FW + k: v for k, v in to_query(setup, FW_DEFAULT).items()})
+write_url(PAGE, params)
+remember_widgets(PAGE, ("agg.", "fw."))
