@@ -1,0 +1,264 @@
+"""The Streamlit app, driven headless with AppTest: every page renders, controls work, links restore.
+
+Pages are reached through app.py's navigation (at.switch_page). The Length Lab runs with few
+Monte Carlo batches (set through the URL) to keep the file fast.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # the pages import `pages.common` and `vlsim`
+    sys.path.insert(0, str(ROOT))
+
+from vlsim.aggregators import AGGREGATORS  # noqa: E402
+from vlsim.montecarlo import OPTIMAL  # noqa: E402
+
+LAB = "pages/length_lab.py"
+AGG = "pages/aggregators.py"
+FAST_LAB = {"n_batches": "400", "sweep.n_batches": "200", "sweep.points": "3"}
+TIMEOUT = 30
+
+
+def open_page(page: str | None, params: dict[str, str] | None = None) -> AppTest:
+    """Run app.py (Home), then switch to a page, with the given URL parameters."""
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
+    at.query_params.update(params or {})
+    at.run()
+    assert not at.exception, at.exception
+    if page is not None:
+        at.switch_page(page).run()
+    return at
+
+
+def charts(at: AppTest) -> dict[str, dict]:
+    """Plotly figure specs on the page, by the chart's key."""
+    out = {}
+    for element in at.get("plotly_chart"):
+        key = element.proto.id.rsplit("-", 1)[-1]
+        out[key] = json.loads(element.proto.spec)
+    return out
+
+
+def values(data) -> list:
+    """A plotly data array: a plain list, or plotly's typed-array encoding of a numpy array."""
+    if isinstance(data, dict) and "bdata" in data:
+        raw = np.frombuffer(base64.b64decode(data["bdata"]), dtype=np.dtype(data["dtype"]))
+        return raw.tolist()
+    return list(data)
+
+
+def texts(elements) -> str:
+    return "\n".join(str(e.value) for e in elements)
+
+
+# ----------------------------------------------------------------------------- every page
+
+
+def test_home_renders_with_links():
+    at = open_page(None)
+    assert not at.exception
+    assert "loss aggregation" in at.title[0].value
+    assert len(at.get("page_link")) == 2
+    assert at.get("latex")  # the key formula
+
+
+@pytest.mark.parametrize("page", [AGG, LAB])
+def test_page_renders_on_defaults(page):
+    at = open_page(page, FAST_LAB if page == LAB else None)
+    assert not at.exception, at.exception
+    assert not at.error, texts(at.error)
+    assert not at.warning, texts(at.warning)
+    assert charts(at)
+
+
+# ----------------------------------------------------------------------------- Length Lab
+
+
+def test_length_lab_charts_show_every_aggregator_and_closed_forms():
+    at = open_page(LAB, FAST_LAB)
+    figs = charts(at)
+    assert {
+        "scale_chart",
+        "variance_chart",
+        "cv_chart",
+        "efficiency_chart",
+        "direction_chart",
+        "length_hist",
+        "sweep_chart",
+    } <= set(figs)
+    names = [*AGGREGATORS, OPTIMAL]
+    scale = figs["scale_chart"]
+    bars = [t for t in scale["data"] if t["type"] == "bar"]
+    assert len(bars) == 1 and sorted(bars[0]["customdata"]) == sorted(names)
+    assert all(v > 0 for v in values(bars[0]["y"]))
+    assert bars[0]["error_y"]["array"]  # Monte Carlo error bars
+    theory = [t for t in scale["data"] if t["type"] == "scatter"]
+    assert theory and theory[0]["marker"]["symbol"] == "diamond"
+    assert scale["layout"]["yaxis"]["type"] == "log"
+    # Closed-form markers: the variance's token-noise part and the efficiency.
+    for key in ("variance_chart", "efficiency_chart"):
+        markers = [t for t in figs[key]["data"] if t["type"] == "scatter"]
+        assert markers and len(values(markers[0]["y"])) == len(names)
+    # Variance is stacked: token noise + reward sampling.
+    variance_bars = [t for t in figs["variance_chart"]["data"] if t["type"] == "bar"]
+    assert [t["name"] for t in variance_bars] == ["token noise", "reward sampling"]
+    # The sweep draws scale, CV and efficiency of every aggregator (one legend entry each).
+    sweep = figs["sweep_chart"]["data"]
+    assert sorted({t["customdata"][0] for t in sweep}) == sorted(names)
+    assert len(sweep) == 3 * len(names)
+    assert all(len(values(t["x"])) == 3 for t in sweep)
+
+
+def test_length_lab_headline_is_computed_from_the_result():
+    at = open_page(LAB, FAST_LAB)
+    headline = at.info[0].value
+    assert "GRPO" in headline and "Dr. GRPO" in headline and "VL Norm" in headline
+    assert "of Dr. GRPO's variance" in headline
+
+
+def test_length_family_switch_to_lognormal():
+    at = open_page(LAB, FAST_LAB)
+    at.selectbox(key="lab.kind").set_value("lognormal").run()
+    assert not at.exception, at.exception
+    assert at.number_input(key="lab.lognormal.sigma").value == 0.8
+    assert at.query_params["lengths.kind"] == "lognormal"
+    assert "log-normal" in texts(at.caption)
+    at.number_input(key="lab.lognormal.sigma").set_value(1.5).run()
+    assert not at.exception
+    assert at.query_params["lengths.sigma"] == "1.5"
+
+
+def test_alpha_slider_updates_results_and_url():
+    at = open_page(LAB, FAST_LAB)
+    at.slider(key="lab.alpha").set_value(0.5).run()
+    assert not at.exception, at.exception
+    assert at.query_params["alpha"] == "0.5"
+    assert "a=0.5" in at.info[0].value
+
+
+def test_invalid_combination_shows_the_validation_error():
+    at = open_page(LAB, {**FAST_LAB, "lengths.kind": "uniform"})
+    at.number_input(key="lab.uniform.low").set_value(5000).run()
+    assert not at.exception, at.exception
+    assert "high" in texts(at.error) and "low" in texts(at.error)
+
+
+def test_empirical_family_appears_when_lengths_are_supplied():
+    at = open_page(None, FAST_LAB)
+    assert "empirical" not in at.switch_page(LAB).run().selectbox(key="lab.kind").options
+    at.session_state["empirical_lengths"] = [12, 40, 40, 300, 900]
+    at.run()
+    assert "empirical" in at.selectbox(key="lab.kind").options
+    at.selectbox(key="lab.kind").set_value("empirical").run()
+    assert not at.exception, at.exception
+    assert at.query_params["lengths.lengths"] == "12,40,40,300,900"
+
+
+def test_url_restores_settings():
+    at = open_page(
+        LAB, {**FAST_LAB, "alpha": "0.25", "lengths.kind": "lognormal", "lengths.sigma": "1.2"}
+    )
+    assert not at.warning, texts(at.warning)
+    assert at.slider(key="lab.alpha").value == 0.25
+    assert at.selectbox(key="lab.kind").value == "lognormal"
+    assert at.number_input(key="lab.lognormal.sigma").value == 1.2
+    assert at.number_input(key="lab.n_batches").value == 400
+
+
+def test_tampered_url_shows_a_warning_and_uses_defaults():
+    at = open_page(LAB, {**FAST_LAB, "alpha": "9", "lengths.kind": "zipf", "bogus": "1"})
+    assert not at.exception, at.exception
+    warning = texts(at.warning)
+    assert "alpha" in warning and "zipf" in warning and "bogus" in warning
+    assert at.slider(key="lab.alpha").value == 1.0
+    assert at.selectbox(key="lab.kind").value == "pareto"
+    assert charts(at)  # the page still works
+
+
+def test_sweep_over_alpha():
+    at = open_page(LAB, FAST_LAB)
+    at.selectbox(key="lab.sweep.param").set_value("alpha").run()
+    assert not at.exception, at.exception
+    assert at.number_input(key="lab.sweep.stop").value == 2.0
+    sweep = charts(at)["sweep_chart"]["data"]
+    assert values(sweep[0]["x"]) == [0.0, 1.0, 2.0]
+    assert at.query_params["sweep.param"] == "alpha"
+
+
+# ----------------------------------------------------------------------------- Aggregators
+
+
+def test_aggregators_page_shows_formulas_and_calculator():
+    at = open_page(AGG)
+    latex = texts(at.get("latex"))
+    for info in AGGREGATORS.values():
+        assert info.latex in latex
+    assert "weights_chart" in charts(at)
+    tables = [d for d in at.dataframe if d.key is None]  # the other one is the table editor
+    assert len(tables) == 1
+    assert len(tables[0].value) == len(AGGREGATORS) + 1  # and the oracle
+    editors = [d for d in at.dataframe if d.key is not None]
+    assert len(editors) == 1 and editors[0].value.shape == (2, 4)  # the Table tab
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("10 20 30\n40 50", "rectangular"),
+        ("10 20 x", "not a number"),
+        ("0 20\n30 40", "at least 1"),
+        ("-5 20", "at least 1"),
+        ("10 99999", "exceeds max_len"),
+        ("10.5 20", "whole numbers"),
+        ("", "no lengths"),
+    ],
+)
+def test_calculator_bad_input_shows_an_error_not_a_traceback(text, message):
+    at = open_page(AGG)
+    at.text_area(key="agg.lengths").set_value(text).run()
+    assert not at.exception, at.exception
+    assert message in texts(at.error)
+
+
+def test_calculator_url_and_controls():
+    at = open_page(AGG, {"calc.lengths": "10 20;30 40", "calc.alpha": "0.5"})
+    assert not at.warning, texts(at.warning)
+    assert at.text_area(key="agg.lengths").value == "10 20\n30 40"
+    assert at.slider(key="agg.alpha").value == 0.5
+    at.slider(key="agg.beta").set_value(2.0).run()
+    assert not at.exception
+    assert at.query_params["calc.beta"] == "2.0"
+    bars = charts(at)["weights_chart"]["data"]
+    assert len(bars) == len(AGGREGATORS) + 1 and all(len(values(b["y"])) == 4 for b in bars)
+
+
+def test_framework_view_trl_and_verl():
+    at = open_page(AGG)
+    fw = charts(at)["framework_chart"]["data"]
+    assert sum(t["type"] == "bar" for t in fw) == 2  # two micro-batches
+    at.radio(key="fw.framework").set_value("verl").run()
+    assert not at.exception, at.exception
+    assert at.selectbox(key="fw.loss_mode").value == "token-mean"
+    assert at.query_params["fw.framework"] == "verl"
+    assert "verl" in texts(at.caption)
+    # A step whose size does not match the typed lengths draws its own.
+    at.number_input(key="fw.micro_batch_size").set_value(3).run()
+    assert not at.exception, at.exception
+    assert "are drawn" in texts(at.caption)
+    assert len(values(charts(at)["framework_chart"]["data"][0]["x"])) == 3
+
+
+def test_aggregators_tampered_url_warns():
+    at = open_page(AGG, {"fw.loss_mode": "token-mean", "calc.max_len": "-1", "zzz": "1"})
+    assert not at.exception, at.exception
+    warning = texts(at.warning)
+    assert "fw.loss_mode" in warning and "calc.max_len" in warning and "zzz" in warning
