@@ -1,0 +1,64 @@
+"""RL step speed of the tiny-policy trainer, with the time split the step records.
+
+Default preset: B=8 prompts x G=16 answers = 128 answers of up to M=64 new tokens, a ~0.4M
+parameter policy ('small'), sampling with the KV cache. Target: <= 0.6 s a step on 2 CPU cores.
+Prints the median over --steps steps (after --warmup) of each part: sampling, reward,
+backward, optimizer, and the whole step; plus tokens per second.
+Run: python benchmarks/bench_train.py [--preset default] [--steps 20] [--device auto]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+from pathlib import Path
+
+import torch
+
+from vlsim.config import preset_config
+from vlsim.train import Trainer
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--preset", default="default")
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--sft-steps", type=int, default=300, help="warm start (cached in a temp dir)"
+    )
+    parser.add_argument("--model-size", default=None)
+    args = parser.parse_args()
+    overrides = {"device": args.device, "threads": args.threads, "sft_steps": args.sft_steps}
+    if args.model_size:
+        overrides["model_size"] = args.model_size
+    cfg = preset_config(args.preset, **overrides)
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer = Trainer(cfg, cache_dir=Path(tmp))
+    print(
+        f"preset {args.preset}: {cfg.model_size} policy ({trainer.model.num_parameters() / 1e6:.2f}M params), "
+        f"B={cfg.prompts_per_step} x G={cfg.group_size} = {cfg.prompts_per_step * cfg.group_size} answers, "
+        f"M={cfg.max_new_tokens}, device {trainer.device}, torch threads {torch.get_num_threads()}"
+    )
+    for _ in range(args.warmup):
+        trainer.step()
+    keys = ["time/sampling", "time/reward", "time/backward", "time/optimizer", "time/step"]
+    records = [trainer.step() for _ in range(args.steps)]
+    for key in keys:
+        print(f"{key:16s} median {statistics.median(r[key] for r in records):.3f} s")
+    print(
+        f"mean answer length {statistics.mean(r['charts/response_length_mean'] for r in records):.1f} tokens"
+    )
+    print(
+        f"tokens/s (generated) median {statistics.median(r['charts/tokens_per_second'] for r in records):.0f}"
+    )
+    print(f"steps/s {1 / statistics.median(r['time/step'] for r in records):.2f}")
+
+
+if __name__ == "__main__":
+    main()
