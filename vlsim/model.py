@@ -96,7 +96,7 @@ class KVCache:
         return self.k[layer, :, :, :t1], self.v[layer, :, :, :t1]  # (B, H, t1, D) each
 
     def select_rows(self, keep: torch.Tensor) -> None:
-        """Keep only some batch rows (a bool mask or index over B), e.g. to drop finished answers."""
+        """Keep only some batch rows (bool mask or index over B), e.g. to drop finished answers."""
         self.k = self.k[:, keep]  # (L, B', H, capacity, D)
         self.v = self.v[:, keep]  # (L, B', H, capacity, D)
 
@@ -221,7 +221,7 @@ class TinyGPT(nn.Module):
 
 
 def pick_device(preference: str = "auto") -> torch.device:
-    """Choose a torch device: 'auto' prefers cuda, then mps, then cpu; explicit names are checked."""
+    """Choose a device: 'auto' tries cuda, then mps, then cpu; explicit names are checked."""
     pref = preference.lower().strip()
     has_cuda = torch.cuda.is_available()
     has_mps = hasattr(torch.backends, "mps") and torch.backends.mps.is_available()

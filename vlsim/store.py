@@ -239,7 +239,7 @@ class Store:
             return int(cur.lastrowid)
 
     def set_status(self, run_id: int, status: str, error: str | None = None) -> None:
-        """Change a run's status; 'running' stamps started (first time), end states stamp finished."""
+        """Change a run's status; 'running' stamps started (once), end states stamp finished."""
         _check_status(status)
         now = time.time()
         if status == "running":
@@ -380,7 +380,7 @@ class Store:
         return [{**loads(row["data"]), "step": row["step"]} for row in rows]
 
     def samples(self, run_id: int, limit_steps: int | None = 1) -> list[dict]:
-        """Samples of the latest limit_steps steps (None: all), oldest step first, each with 'step'."""
+        """Samples of the latest limit_steps steps (None: all), oldest first, each with 'step'."""
         sql = "SELECT step, data FROM samples WHERE run_id = ? ORDER BY step DESC"
         args: tuple = (run_id,)
         if limit_steps is not None:
@@ -427,7 +427,7 @@ def _run_info(row: sqlite3.Row) -> RunInfo:
 
 
 def _metric_record(row: sqlite3.Row) -> dict:
-    """A metrics row as one dict: the record's keys plus step (and time unless the record has one)."""
+    """A metrics row as one dict: the record plus step (and time, unless the record has one)."""
     record = {"step": row["step"], "time": row["time"]}
     record.update(loads(row["data"]))
     record["step"] = row["step"]
