@@ -410,15 +410,12 @@ if setup is not None:
             key="framework_chart",
         )
         m1, m2, m3 = st.columns(3)
-        if view.equivalent is None:
-            m1.metric("vlsim equivalent", "none")
-        else:
-            m1.metric(
-                "vlsim equivalent",
-                AGGREGATORS[view.equivalent].display_name,
-                "matches exactly" if view.matches_equivalent else "differs on these lengths",
-                delta_color="normal" if view.matches_equivalent else "inverse",
-            )
+        name = "none" if view.equivalent is None else AGGREGATORS[view.equivalent].display_name
+        m1.metric("vlsim equivalent", name)
+        if view.equivalent is not None and view.matches_equivalent:
+            m1.badge("matches exactly", icon=":material/check:", color="green")
+        elif view.equivalent is not None:
+            m1.badge("differs on these lengths", icon=":material/warning:", color="red")
         m2.metric("scale M·Σx", fmt(view.scale, 4))
         m3.metric(
             "constant factor vs formula",

@@ -131,9 +131,26 @@ def _theory(result: LabResult, value: str, name: str = "closed form") -> go.Scat
     )
 
 
+def _swatch(name: str, color: str) -> go.Scatter:
+    """A legend-only entry: the bars carry one colour per aggregator, so their own legend
+    swatch (the first bar's colour) would mislead."""
+    return go.Scatter(
+        x=[None],
+        y=[None],
+        mode="markers",
+        name=name,
+        marker={"symbol": "square", "size": 12, "color": color},
+        hoverinfo="skip",
+    )
+
+
 def scale_figure(result: LabResult) -> go.Figure:
     """M E[sum x] per aggregator on a log axis: Monte Carlo bars, closed-form diamonds, 1 = unbiased."""
-    fig = go.Figure([_bars(result, "scale", "scale_se"), _theory(result, "scale_theory")])
+    bars = _bars(result, "scale", "scale_se")
+    bars.showlegend = False
+    fig = go.Figure(
+        [bars, _theory(result, "scale_theory"), _swatch("Monte Carlo (±95%)", "#777777")]
+    )
     fig.add_hline(
         y=1,
         line={"dash": "dot", "color": "#555"},
@@ -164,8 +181,17 @@ def variance_figure(result: LabResult) -> go.Figure:
         hovertemplate="%{x}: %{y:.4g}<extra>reward sampling</extra>",
     )
     theory = _theory(result, "noise_variance_theory", name="token noise, closed form")
-    fig = go.Figure([noise, reward, theory])
-    fig.update_layout(barmode="stack")
+    noise.showlegend = reward.showlegend = False
+    fig = go.Figure(
+        [
+            noise,
+            reward,
+            theory,
+            _swatch("token noise (dark)", "#777777"),
+            _swatch("reward sampling (light)", "#d0d0d0"),
+        ]
+    )
+    fig.update_layout(barmode="stack", legend_traceorder="normal")
     top = max(r.variance for r in rows)
     fig.update_yaxes(title="E‖ĝ − Eĝ‖² / scale²", range=[0, top * 1.2])
     return _layout(fig, "Variance per unit scale (lower is better)", height=400)
@@ -181,11 +207,10 @@ def cv_figure(result: LabResult) -> go.Figure:
 
 def efficiency_figure(result: LabResult) -> go.Figure:
     """Least achievable token-noise variance / this one: 1 = optimal."""
+    bars = _bars(result, "efficiency", "efficiency_se", text_format=".2f")
+    bars.showlegend = False
     fig = go.Figure(
-        [
-            _bars(result, "efficiency", "efficiency_se", text_format=".2f"),
-            _theory(result, "efficiency_theory"),
-        ]
+        [bars, _theory(result, "efficiency_theory"), _swatch("Monte Carlo (±95%)", "#777777")]
     )
     fig.add_hline(y=1, line={"dash": "dot", "color": "#555"})
     top = max(max(r.efficiency, r.efficiency_theory) for r in result.results)
@@ -360,7 +385,9 @@ def weights_figure(
     fig.update_layout(barmode="group", bargap=0.2)
     fig.update_yaxes(type="log", title="weight x (log)")
     fig.update_xaxes(title="answer (group · index, length)")
-    return _layout(fig, "Weight of each answer", height=420)
+    fig = _layout(fig, "Weight of each answer", height=440)
+    fig.update_layout(legend={"y": -0.3})
+    return fig
 
 
 def framework_figure(
