@@ -243,6 +243,23 @@ def test_processes_write_concurrently(tmp_path):
         assert all(len(s.metrics(r)) == 300 for r in own)
 
 
+@pytest.mark.skipif("fork" not in mp.get_all_start_methods(), reason="needs fork")
+def test_forked_child_reconnects(store):
+    run_id = store.create_run("r", "train", {})
+    store.log_metrics(run_id, 0, {"who": "parent"})  # the parent has an open connection
+
+    def child() -> None:
+        store.log_metrics(run_id, 1, {"who": "child"})
+        store.close()
+
+    proc = mp.get_context("fork").Process(target=child)
+    proc.start()
+    proc.join(timeout=60)
+    assert proc.exitcode == 0
+    store.log_metrics(run_id, 2, {"who": "parent"})  # the parent's connection still works
+    assert store.metrics(run_id)["who"].tolist() == ["parent", "child", "parent"]
+
+
 KILLED_WRITER = """
 import sys, time
 from vlsim.store import Store

@@ -150,7 +150,7 @@ class Store:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.path = self.data_dir / DB_NAME
         self._local = threading.local()
-        self._all: list[sqlite3.Connection] = []
+        self._all: list[tuple[int, sqlite3.Connection]] = []  # (pid that opened it, connection)
         self._all_lock = threading.Lock()
         with self._transaction() as conn:  # BEGIN IMMEDIATE serialises concurrent creators
             for statement in SCHEMA.split(";"):
@@ -173,7 +173,7 @@ class Store:
             conn.row_factory = sqlite3.Row
             self._local.conn, self._local.pid = conn, os.getpid()
             with self._all_lock:
-                self._all.append(conn)
+                self._all.append((os.getpid(), conn))
         return conn
 
     @contextmanager
@@ -189,11 +189,12 @@ class Store:
         conn.execute("COMMIT")
 
     def close(self) -> None:
-        """Close every connection this Store opened in this process."""
+        """Close the connections this process opened (a forked child leaves its parent's alone)."""
         with self._all_lock:
-            for conn in self._all:
-                with suppress(sqlite3.Error):
-                    conn.close()
+            for pid, conn in self._all:
+                if pid == os.getpid():
+                    with suppress(sqlite3.Error):
+                        conn.close()
             self._all.clear()
         self._local = threading.local()
 
