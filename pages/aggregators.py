@@ -65,6 +65,7 @@ FW_FIELDS = (
     "verl_engine",
     "norm_width",
 )
+MAX_STEP_ANSWERS = 4096  # answers per optimizer step the framework view will draw
 FRAMEWORK_NAMES = {"trl": "TRL (GRPOTrainer)", "verl": "verl"}
 MODE_TWIN = {  # the same idea under the other framework's name
     "grpo": "seq-mean-token-mean",
@@ -363,7 +364,13 @@ try:
 except ValidationError as err:
     st.error("These trainer settings do not fit together:\n\n" + format_errors(err))
 
-if setup is not None:
+if setup is not None and setup.num_answers > MAX_STEP_ANSWERS:
+    st.error(
+        f"P·GA·b = {setup.num_answers:,} answers per step; this view draws at most "
+        f"{MAX_STEP_ANSWERS:,}. The weights only depend on the pattern, so try smaller numbers.",
+        icon=":material/error:",
+    )
+elif setup is not None:
     B = setup.num_answers
     G = L.shape[1] if L is not None else 4
     if L is not None and L.size == B:

@@ -49,6 +49,7 @@ SWEEP_PREFIX = "sweep."  # prefix of the sweep's URL parameters
 DEFAULTS = LabConfig()
 SWEEP_DEFAULT = SweepSettings()
 MAX_URL_LENGTHS = 2000  # empirical lengths beyond this many are not put in the URL
+MAX_ANSWERS = 50_000_000  # simulated answers per run (batches x B x G): about half a minute
 FIELDS = (
     "max_len",
     "group_size",
@@ -285,6 +286,15 @@ remember_widgets(PAGE, K)
 
 # ----------------------------------------------------------------------------- results
 
+answers = cfg.n_batches * cfg.n_groups * cfg.group_size
+if answers > MAX_ANSWERS:
+    st.error(
+        f"{cfg.n_batches:,} batches of {cfg.n_groups}×{cfg.group_size} answers are "
+        f"{answers:,} simulated answers; this page stops at {MAX_ANSWERS:,} to stay responsive. "
+        "Use fewer batches, prompts or answers per prompt.",
+        icon=":material/hourglass_disabled:",
+    )
+    st.stop()
 with st.spinner(
     f"Simulating {cfg.n_batches:,} batches of {cfg.n_groups}×{cfg.group_size} answers..."
 ):
@@ -441,6 +451,14 @@ if sweep_error is not None:
     st.error("Sweep settings:\n\n" + format_errors(sweep_error), icon=":material/error:")
 else:
     values = sweep.values()
+    per_point = sweep.n_batches * cfg.n_groups * cfg.group_size
+    if per_point * len(values) > MAX_ANSWERS:
+        st.error(
+            f"This sweep would simulate {per_point * len(values):,} answers; this page stops at "
+            f"{MAX_ANSWERS:,}. Use fewer points or batches per point.",
+            icon=":material/hourglass_disabled:",
+        )
+        st.stop()
     base_cfg = LabConfig.model_validate(
         {**json.loads(cfg.model_dump_json()), "n_batches": sweep.n_batches}
     )

@@ -152,6 +152,12 @@ def test_invalid_combination_shows_the_validation_error():
     assert "high" in texts(at.error) and "low" in texts(at.error)
 
 
+def test_too_much_work_is_refused_with_a_message():
+    at = open_page(LAB, {**FAST_LAB, "n_batches": "1000000", "group_size": "1024"})
+    assert not at.exception, at.exception
+    assert "stops at" in texts(at.error)
+
+
 def test_empirical_family_appears_when_lengths_are_supplied():
     at = open_page(None, FAST_LAB)
     assert "empirical" not in at.switch_page(LAB).run().selectbox(key="lab.kind").options
@@ -259,6 +265,12 @@ def test_framework_view_trl_and_verl():
     assert not at.exception, at.exception
     assert "are drawn" in texts(at.caption)
     assert len(values(charts(at)["framework_chart"]["data"][0]["x"])) == 3
+
+
+def test_framework_view_refuses_huge_steps():
+    at = open_page(AGG, {"fw.micro_batch_size": "100000", "fw.grad_accum_steps": "64"})
+    assert not at.exception, at.exception
+    assert "at most" in texts(at.error)
 
 
 def test_aggregators_tampered_url_warns():
