@@ -67,6 +67,20 @@ FIELDS = (
     "seed",
 )
 SWEEP_FIELDS = ("param", "start", "stop", "points", "n_batches")
+SWEEP_HINTS = {
+    "length_scale": "As answers grow, GRPO's and DAPO's scale falls: the same learning rate "
+    "takes smaller steps. The unbiased aggregators stay at their constant scale.",
+    "alpha": "VL Norm's efficiency peaks where α matches the variance exponent β: 1 for "
+    "independent tokens, higher when token correlation ρ makes long answers noisier.",
+    "group_size": "More answers per prompt average out more noise: every CV falls, while the "
+    "biased scales stay where the lengths put them.",
+    "rho": "Correlated tokens make a long answer's noise grow faster than its length (β > 1): "
+    "VL Norm with a fixed α loses efficiency, the oracle adapts.",
+    "length_slope": "κ ties correctness to length; watch the direction chart above for the "
+    "tilt it causes, and the efficiency here.",
+    "max_len": "M rescales the weights but not the unbiased scale (1); GRPO's and DAPO's "
+    "scale grows in proportion to M.",
+}
 
 
 def family_fields(kind: str) -> list[str]:
@@ -486,3 +500,4 @@ else:
             width="stretch",
             key="sweep_chart",
         )
+        st.caption(SWEEP_HINTS[sweep.param])
