@@ -78,8 +78,8 @@ SWEEP_HINTS = {
     "VL Norm with a fixed α loses efficiency, the oracle adapts.",
     "length_slope": "κ ties correctness to length; watch the direction chart above for the "
     "tilt it causes, and the efficiency here.",
-    "max_len": "M rescales the weights but not the unbiased scale (1); GRPO's and DAPO's "
-    "scale grows in proportion to M.",
+    "max_len": "Dr. GRPO's and VL Norm's scale stays 1 for any M; GRPO's, DAPO's and the "
+    "sequence sum's grow in proportion to M (while lengths stay below it).",
 }
 
 
