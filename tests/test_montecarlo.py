@@ -126,3 +126,10 @@ def test_bad_config_is_rejected_with_field_names() -> None:
         LabConfig(aggregators=["grpo", "ppo"])
     with pytest.raises(ValidationError, match="group_size"):
         LabConfig(group_size=1)
+
+
+def test_oversized_lab_is_refused_before_it_runs() -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="simulated answers"):
+        LabConfig(n_batches=1_000_000, n_groups=100)

@@ -20,6 +20,10 @@ from vlsim.lengths import LengthSpec, ParetoLengths
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
+MAX_LAB_ANSWERS = 50_000_000
+"""Largest Length Lab (batches x groups x answers): about 4 GB of float64 working arrays."""
+
+
 class LabConfig(BaseModel):
     """The Length Lab: synthetic per-answer gradients whose noise grows with answer length."""
 
@@ -85,6 +89,16 @@ class LabConfig(BaseModel):
         if not lo <= value <= hi:
             raise ValueError(f"alpha must be between {lo:g} and {hi:g}")
         return value
+
+    @model_validator(mode="after")
+    def _bounded_work(self) -> LabConfig:
+        answers = self.n_batches * self.n_groups * self.group_size
+        if answers > MAX_LAB_ANSWERS:
+            raise ValueError(
+                f"n_batches x n_groups x group_size = {answers:,} simulated answers; at most "
+                f"{MAX_LAB_ANSWERS:,} fit in memory: lower n_batches, n_groups or group_size"
+            )
+        return self
 
     @field_validator("aggregators")
     @classmethod
