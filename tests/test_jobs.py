@@ -1,0 +1,202 @@
+"""Background runs: the queue in the store, worker processes, limits, kills, stop and resume."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from vlsim.config import preset_config
+from vlsim.jobs import JobManager, claim_next, describe_exit
+from vlsim.store import Store
+
+END = ("finished", "failed", "stopped")
+
+
+def tiny(steps: int, **overrides):
+    """A run of a few seconds: 10 warm-start steps, no evaluation."""
+    return preset_config(
+        "quick",
+        sft_steps=10,
+        steps=steps,
+        eval_every=0,
+        task={"n_train": 100, "n_test": 8},
+        **overrides,
+    )
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory) -> Path:
+    """One data dir for the module, so the cached warm start is shared by its tests."""
+    return tmp_path_factory.mktemp("jobs")
+
+
+@pytest.fixture
+def managers(data_dir):
+    """Managers made by a test; afterwards every worker they started is stopped."""
+    made: list[JobManager] = []
+
+    def make(**kwargs) -> JobManager:
+        m = JobManager(data_dir, **kwargs)
+        made.append(m)
+        return m
+
+    yield make
+    for m in made:
+        m.shutdown()
+    store = Store(data_dir)
+    for info in store.list_runs(status="running"):
+        if info.pid:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(info.pid, signal.SIGKILL)
+    for m in made:
+        for proc in list(m._procs.values()):
+            proc.kill()
+            proc.wait()
+
+
+def wait_for(predicate, timeout: float, poll=None, every: float = 0.2):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if poll is not None:
+            poll()
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"condition not met within {timeout} s")
+
+
+def test_two_managers_respect_the_limit_and_lose_nothing(managers) -> None:
+    limit, steps = 2, 4
+    a, b = managers(max_concurrent=limit), managers(max_concurrent=limit)
+    ids: list[int] = []
+    lock = threading.Lock()
+
+    def submit(manager: JobManager, aggs: list[str]) -> None:
+        got = manager.submit_many([tiny(steps, aggregator=n) for n in aggs], "limit")
+        with lock:
+            ids.extend(got)
+
+    threads = [
+        threading.Thread(target=submit, args=(a, ["grpo", "dapo"])),
+        threading.Thread(target=submit, args=(b, ["dr_grpo"])),
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(set(ids)) == 3
+    a.start(), b.start()  # both poll every second, from two threads
+    store = Store(a.data_dir)
+    seen: list[int] = []
+
+    def all_done() -> bool:
+        seen.append(len(store.list_runs(status="running", group_name="limit")))
+        return all(store.get_run(i).status in END for i in ids)
+
+    wait_for(all_done, timeout=75, every=0.1)
+    assert max(seen) <= limit, f"more than {limit} runs were running at once: {max(seen)}"
+    assert max(seen) == limit  # and the limit was used
+    for run_id in ids:
+        info = store.get_run(run_id)
+        assert info.status == "finished", (info.status, info.error)
+        assert list(store.metrics(run_id)["step"]) == list(range(steps))
+
+
+def test_claims_are_atomic_across_connections(tmp_path) -> None:
+    store = Store(tmp_path)
+    queued = [store.create_run(f"r{i}", "train", {}) for i in range(30)]
+    claimed: list[int] = []
+    lock = threading.Lock()
+
+    def worker(limit: int) -> None:
+        own = Store(tmp_path)  # its own connections, as another process would have
+        while (run_id := claim_next(own, limit)) is not None:
+            with lock:
+                claimed.append(run_id)
+
+    threads = [threading.Thread(target=worker, args=(100,)) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(claimed) == queued  # every run once, none twice
+
+    more = [store.create_run(f"s{i}", "train", {}) for i in range(10)]
+    for run_id in claimed:
+        store.set_status(run_id, "finished")
+    claimed.clear()
+    threads = [threading.Thread(target=worker, args=(3,)) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(claimed) == more[:3]  # oldest first, never more than the limit
+
+
+def test_killed_worker_is_failed_and_keeps_its_metrics(managers) -> None:
+    m = managers(max_concurrent=2)
+    run_id = m.submit(tiny(5000), "kill")
+    wait_for(lambda: (m.store.last_step(run_id) or -1) >= 2, timeout=40, poll=m.poll)
+    pid = m.store.get_run(run_id).pid
+    assert pid
+    os.kill(pid, signal.SIGKILL)
+    info = wait_for(
+        lambda: (i := m.store.get_run(run_id)).status == "failed" and i, timeout=15, poll=m.poll
+    )
+    assert "killed by signal 9" in info.error and "SIGKILL" in info.error
+    assert m.store.last_step(run_id) >= 2
+    assert len(m.store.metrics(run_id)) >= 3
+
+
+def test_dead_worker_of_another_process_is_failed(managers, data_dir) -> None:
+    m = managers()
+    store = m.store
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    run_id = store.create_run("orphan", "train", {}, status="running")
+    store.heartbeat(run_id, pid=gone.pid)
+    store.log_metrics(run_id, 0, {"charts/reward_mean": 0.5})
+    m.poll_reap_only()
+    info = store.get_run(run_id)
+    assert info.status == "failed" and "no longer running" in info.error
+    assert store.last_step(run_id) == 0
+    assert describe_exit(3) == "worker process exited with code 3"
+    assert describe_exit(-15) == "worker process was killed by signal 15 (SIGTERM)"
+    store.delete_run(run_id)
+
+
+def test_stop_then_resume_finishes(managers) -> None:
+    m = managers(max_concurrent=1)
+    steps = 30
+    run_id = m.submit(tiny(steps, checkpoint_every=2), "stop")
+    # a second run waits in the queue; stopping it un-queues it
+    waiting = m.submit(tiny(steps), "stop")
+    assert m.queue_position(waiting) == 1 and m.queue_position(run_id) is None
+    assert m.stop(waiting) == "unqueued"
+    assert m.store.get_run(waiting).status == "stopped"
+
+    wait_for(lambda: (m.store.last_step(run_id) or -1) >= 3, timeout=40, poll=m.poll)
+    assert m.stop(run_id) == "stopping"
+    wait_for(lambda: m.store.get_run(run_id).status == "stopped", timeout=20, poll=m.poll)
+    stopped_at = m.store.last_step(run_id)
+    assert stopped_at < steps - 1
+    assert m.resume(run_id)
+    assert m.store.get_run(run_id).status in ("queued", "running")
+    wait_for(lambda: m.store.get_run(run_id).status in END, timeout=40, poll=m.poll)
+    info = m.store.get_run(run_id)
+    assert info.status == "finished", info.error
+    assert list(m.store.metrics(run_id)["step"]) == list(range(steps))
+    assert not m.resume(run_id)  # a finished run is not resumable
+
+    m.delete(waiting)
+    with pytest.raises(KeyError):
+        m.store.get_run(waiting)
