@@ -200,3 +200,18 @@ def test_stop_then_resume_finishes(managers) -> None:
     m.delete(waiting)
     with pytest.raises(KeyError):
         m.store.get_run(waiting)
+
+
+def test_stop_right_after_launch_ends_stopped_not_failed(managers) -> None:
+    m = managers(max_concurrent=2)
+    run_id = m.submit(tiny(50), "early")
+    assert m.store.get_run(run_id).status == "running"  # launched by submit's poll
+    assert m.stop(run_id) == "stopping"  # the worker is still importing torch
+    info = wait_for(
+        lambda: (i := m.store.get_run(run_id)).status in END and i, timeout=40, poll=m.poll
+    )
+    assert info.status == "stopped", info.error
+    assert m.resume(run_id) and m.store.get_run(run_id).status in ("queued", "running")
+    m.delete(run_id)  # kills the relaunched worker, then forgets the run
+    with pytest.raises(KeyError):
+        m.store.get_run(run_id)

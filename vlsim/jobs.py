@@ -345,7 +345,12 @@ class JobManager:
             except KeyError:
                 continue
             if info.status == "running" and info.pid in (None, proc.pid):
-                transition(self.store, run_id, ["running"], "failed", describe_exit(code))
+                stop = stop_file(self.data_dir, run_id)
+                if code == -signal.SIGTERM or stop.exists():  # a stop it could not report
+                    transition(self.store, run_id, ["running"], "stopped", "stopped while starting")
+                else:
+                    transition(self.store, run_id, ["running"], "failed", describe_exit(code))
+                stop.unlink(missing_ok=True)
 
     def _fail_orphans(self) -> None:
         """Runs marked 'running' whose worker is gone (started by anyone) become 'failed'."""

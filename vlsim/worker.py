@@ -142,6 +142,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
+    flag = StopFlag()
+    signal.signal(signal.SIGTERM, flag.handle)  # before the slow imports: no stop is lost
+    signal.signal(signal.SIGINT, flag.handle)
+    from vlsim.store import Store, default_data_dir
+
+    data_dir = Path(args.data_dir) if args.data_dir else default_data_dir()
+    flag.path = stop_file(data_dir, args.run_id)
+
     threads = args.threads
     if threads is None:
         try:
@@ -151,9 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     _set_threads(threads)
 
     from vlsim.runner import execute_run
-    from vlsim.store import Store, default_data_dir
 
-    data_dir = Path(args.data_dir) if args.data_dir else default_data_dir()
     store = Store(data_dir)
     try:
         store.get_run(args.run_id)
@@ -161,9 +167,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"vlsim.worker: {err.args[0]}", file=sys.stderr)
         return 2
 
-    flag = StopFlag(stop_file(data_dir, args.run_id))
-    signal.signal(signal.SIGTERM, flag.handle)
-    signal.signal(signal.SIGINT, flag.handle)
     lock = _warmstart_lock(store, args.run_id)
 
     last_print = [0.0]
