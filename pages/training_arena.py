@@ -381,6 +381,7 @@ with st.sidebar:
 # ----------------------------------------------------------------------------- config
 
 store = get_store()
+get_manager()  # the queue starts moving as soon as a training page is open
 config_error = None
 try:
     cfg = config_from_widgets()

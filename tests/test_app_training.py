@@ -141,7 +141,20 @@ def test_arena_controls_write_the_url(data_dir) -> None:
     assert params["task.n_numbers"] in ("3", ["3"])
     assert "grpo,vl_norm" in str(params["aggregators"])
     assert "0.5" in str(params["alpha"])
-    assert "start" in at.get("caption")[0].value or "run(s)" in at.get("caption")[0].value
+    assert any(c.value.startswith("2 run(s)") for c in at.caption)  # two aggregators chosen
+
+
+def test_arena_preset_resets_the_controls(data_dir) -> None:
+    at = app(ARENA)
+    by_key(at.selectbox, "arena.preset").set_value("default").run()
+    no_exceptions(at)
+    assert by_key(at.number_input, "arena.task.n_numbers").value == 3  # TrainConfig's own default
+    assert by_key(at.selectbox, "arena.model_size").value == "small"
+    assert "default" in str(at.query_params["preset"])
+    reloaded = app(ARENA, **{k: at.query_params[k] for k in at.query_params})
+    no_exceptions(reloaded)
+    assert by_key(reloaded.selectbox, "arena.preset").value == "default"
+    assert by_key(reloaded.number_input, "arena.task.n_numbers").value == 3
 
 
 def test_arena_bad_url_falls_back_with_a_warning(data_dir) -> None:
