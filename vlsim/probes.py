@@ -565,16 +565,17 @@ class _Quadratic:
 
     def __init__(self, flat: torch.Tensor):
         N, D = flat.shape
-        self.mean = flat.mean(0, dtype=torch.float64)  # (D,)
+        mean32 = flat.mean(0)  # (D,)
+        self.mean = mean32.double()
         self.mean_sq = float(self.mean @ self.mean)
         self.gram = N <= _GRAM_MAX_ROWS
         if self.gram:
             self.K = torch.zeros(N, N, dtype=torch.float64, device=flat.device)
             self.u = torch.zeros(N, dtype=torch.float64, device=flat.device)
             for c in range(0, D, 16384):
-                part = flat[:, c : c + 16384] - self.mean[c : c + 16384].float()  # (N, cols)
+                part = flat[:, c : c + 16384] - mean32[c : c + 16384]  # (N, cols) centred
                 self.K += (part @ part.T).double()
-                self.u += part.double() @ self.mean[c : c + 16384]
+                self.u += (part @ mean32[c : c + 16384]).double()
         else:
             self.flat = flat.double()
 
@@ -730,10 +731,11 @@ def aggregator_stats(
         cos = None
         if mean_norm > 0 and ref_norm > 0:
             cos = max(-1.0, min(1.0, dot_ref / (mean_norm * ref_norm)))
-        bias_sq = mean_sq / mt**2 - 2 * dot_ref / mt + ref_sq
-        # what relative_bias would be from answer noise alone, if every answer of a prompt had
-        # the same expected gradient: E|sum (v_i - 1/N) g_i|^2 = sum (v_i - 1/N)^2 Var(g_i)
+        # E g_hat / E[sum x] - reference = sum shift_i g_i (no cancellation of large terms)
         shift = w_bar / mt - w_ref
+        bias_sq = quad.dot(shift, shift)
+        # what relative_bias would be from answer noise alone, if every answer of a prompt had
+        # the same expected gradient: E|sum shift_i g_i|^2 = sum shift_i^2 Var(g_i)
         noise_sq = float((shift * shift * noise_i).sum())
         out[name] = {
             "scale": max_len * mt,
@@ -880,20 +882,29 @@ def probe_policy(trainer: Trainer, probe: ProbeConfig | None = None) -> dict[str
     Probe prompts are the first `probe.prompts` problems of the test split (the training split
     if there is no test split), the same at every call. R answers per prompt are drawn with a
     generator seeded by (run seed, step), so a run's probes are reproducible and the trainer's
-    own random state is untouched. Advantages use all R answers of a prompt as its group
-    (a low-noise baseline, so that the per-answer gradients barely depend on which G answers a
-    resample happens to group together), with the run's std_normalize. Resamples then form
-    groups of G = min(group_size, R). With a projection every figure is computed on the
-    projected gradients (norms and variances are then unbiased estimates of the full ones).
+    own random state is untouched. Advantages use all R answers of a prompt as its group, with
+    the run's std_normalize: a low-noise baseline, so each answer has one fixed g_i whichever
+    G answers a resample groups it with (training computes advantages inside each group of G,
+    which adds baseline noise that the probe leaves out). Resamples then form groups of
+    G = min(group_size, R). With a projection every figure is computed on the projected
+    gradients (norms and variances are then unbiased estimates of the full ones).
 
-    Record keys: meta (block, params D, dim, projection_dim, prompts P, rollouts R, group_size
-    G, resamples, method, note, max_len, alpha, scope, std_normalize, temperature, aggregators),
-    reward_mean, accuracy, length_mean, length_std, truncation_rate, informative_prompts,
-    zero_advantage, reference_norm, aggregators {name: {scale, scale_drift, variance, cv,
-    cosine, direction_bias, relative_bias, relative_variance}}, length_noise (the Figure 4 fit of
-    log deviation on log length, plus fit_uncertain: the same against each answer's summed
-    token score norm, and points for the scatter), tokens (entropy bins, token counts,
-    score_mean), seconds, time {sampling, gradients, stats}.
+    Record layout (plain JSON; None where a figure is undefined):
+      meta              block, params (D), dim (D, or k when projected), projection_dim,
+                        prompts (P), rollouts (R), group_size (G), resamples (as used), method,
+                        note, max_len (M), alpha, scope, std_normalize, temperature, aggregators
+      reward_mean, accuracy, length_mean, length_std, truncation_rate,
+      informative_prompts (share of prompts whose R rewards differ), zero_advantage (answers
+      with A = 0, left out of the Figure 4 fit), reference_norm (|mean g|)
+      aggregators       {name: scale, scale_drift, variance, cv, cosine, direction_bias,
+                        relative_bias, bias_noise, relative_variance} (see aggregator_stats)
+      length_noise      Figure 4: slope, ci_low, ci_high, se, n, prompts, df, skipped,
+                        skipped_prompts of log deviation on log length (fit_loglog_slope);
+                        fit_uncertain: the same fit against each answer's summed token score
+                        norm instead of its length; points: {length, deviation, prompt,
+                        score_sum} lists (at most SCATTER_POINTS) for the scatter chart
+      tokens            n, entropy_mean, score_mean, bins (entropy_bins on [0, log V])
+      seconds, time     {sampling, gradients, stats} wall seconds
     """
     from vlsim.train import rollout
 
