@@ -300,15 +300,7 @@ remember_widgets(PAGE, K)
 
 # ----------------------------------------------------------------------------- results
 
-answers = cfg.n_batches * cfg.n_groups * cfg.group_size
-if answers > MAX_ANSWERS:
-    st.error(
-        f"{cfg.n_batches:,} batches of {cfg.n_groups}×{cfg.group_size} answers are "
-        f"{answers:,} simulated answers; this page stops at {MAX_ANSWERS:,} to stay responsive. "
-        "Use fewer batches, prompts or answers per prompt.",
-        icon=":material/hourglass_disabled:",
-    )
-    st.stop()
+# LabConfig already refuses more than MAX_LAB_ANSWERS simulated answers (see vlsim.config).
 with st.spinner(
     f"Simulating {cfg.n_batches:,} batches of {cfg.n_groups}×{cfg.group_size} answers..."
 ):

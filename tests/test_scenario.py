@@ -309,6 +309,7 @@ def test_round_trip_is_exact_for_any_valid_config(alpha, rho, group_size, shape,
         group_size=group_size,
         lengths=ParetoLengths(minimum=50, shape=shape),
         aggregators=aggs,
+        n_batches=2000,  # keeps G up to 1024 under LabConfig's work limit
     )
     for defaults in (None, LabConfig()):
         back, notices = from_query(LabConfig, to_query(cfg, defaults))

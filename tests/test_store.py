@@ -212,32 +212,51 @@ def test_threads_write_concurrently(store):
     assert all(len(store.metrics(r)) == 100 for r in own)
 
 
-def _process_worker(data_dir: str, shared: int, own: int, offset: int, n: int, barrier) -> None:
-    """Write n metric rows to a shared run and to the worker's own run, each its own commit."""
-    with Store(data_dir) as s:
-        barrier.wait(timeout=60)  # start writing together, so the writes really overlap
-        for step in range(n):
-            s.log_metrics(shared, offset + step, {"offset": offset})
-            s.log_metrics(own, step, {"offset": offset})
+WRITER = """
+import sys, time
+from pathlib import Path
+from vlsim.store import Store
+data_dir, shared, own, offset, n, go = sys.argv[1:]
+with Store(data_dir) as s:
+    deadline = time.time() + 60
+    while not Path(go).exists() and time.time() < deadline:  # start together: real overlap
+        time.sleep(0.01)
+    for step in range(int(n)):  # each row is its own commit
+        s.log_metrics(int(shared), int(offset) + step, {"offset": int(offset)})
+        s.log_metrics(int(own), step, {"offset": int(offset)})
+"""
 
 
 def test_processes_write_concurrently(tmp_path):
+    """Two OS processes commit rows into the same run and their own at once; none is lost."""
     with Store(tmp_path) as s:
         shared = s.create_run("shared", "train", {})
         own = [s.create_run(f"p{i}", "train", {}) for i in range(2)]
-    ctx = mp.get_context("spawn")
-    barrier = ctx.Barrier(2)
+    go = tmp_path / "go"
     procs = [
-        ctx.Process(
-            target=_process_worker, args=(str(tmp_path), shared, own[i], 1000 * i, 300, barrier)
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                WRITER,
+                str(tmp_path),
+                str(shared),
+                str(own[i]),
+                str(1000 * i),
+                "300",
+                str(go),
+            ],
+            cwd=REPO,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         for i in range(2)
     ]
+    time.sleep(0.5)
+    go.touch()
     for p in procs:
-        p.start()
-    for p in procs:
-        p.join(timeout=60)
-        assert p.exitcode == 0
+        _, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
     with Store(tmp_path) as s:
         assert len(s.metrics(shared)) == 600
         assert all(len(s.metrics(r)) == 300 for r in own)
