@@ -14,6 +14,14 @@ PAGES = [
     st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
     st.Page("pages/aggregators.py", title="Aggregators", icon=":material/function:"),
     st.Page("pages/length_lab.py", title="Length Lab", icon=":material/science:"),
+    st.Page(
+        "pages/training_arena.py",
+        title="Training Arena",
+        icon=":material/model_training:",
+        url_path="arena",
+    ),
+    st.Page("pages/runs.py", title="Runs", icon=":material/table_chart:"),
+    st.Page("pages/probes.py", title="Probes", icon=":material/troubleshoot:"),
 ]
 
 page = st.navigation(PAGES)

@@ -39,4 +39,22 @@ st.page_link(
     "distribution you choose, with the closed forms beside it",
     icon=":material/science:",
 )
+st.page_link(
+    "pages/training_arena.py",
+    label="**Training Arena**: train tiny transformer policies on CountDown with GRPO-style RL, "
+    "one run per aggregator, and watch accuracy, lengths and gradient noise live",
+    icon=":material/model_training:",
+)
+st.page_link(
+    "pages/runs.py",
+    label="**Runs**: every stored run; overlay curves, compare steps to an accuracy "
+    "threshold, export, or send a run's lengths to the Length Lab",
+    icon=":material/table_chart:",
+)
+st.page_link(
+    "pages/probes.py",
+    label="**Probes**: every aggregator's variance, CV and bias measured on the same rollouts "
+    "of a training policy, and the length-variance slope (the paper's Figure 4)",
+    icon=":material/troubleshoot:",
+)
 st.caption("Every page keeps its settings in the link: copy the URL to share a scenario.")
