@@ -318,3 +318,18 @@ def test_committed_steps_survive_sigkill(tmp_path):
     assert steps == list(range(len(steps)))  # and nothing is half-written
     assert df["value"].tolist() == [0.5 * k for k in steps]
     assert isinstance(df, pd.DataFrame)
+
+
+def test_update_config_and_probe_counts(store):
+    run_id = store.create_run("r", "train", {"steps": 5}, total_steps=5)
+    store.update_config(run_id, {"steps": 9}, total_steps=9)
+    info = store.get_run(run_id)
+    assert info.config == {"steps": 9} and info.total_steps == 9
+    store.update_config(run_id, {"steps": 10})  # total_steps unchanged when not given
+    assert store.get_run(run_id).total_steps == 9
+    with pytest.raises(KeyError):
+        store.update_config(run_id + 100, {})
+    assert store.probe_counts() == {}
+    store.log_probe(run_id, 0, {"a": 1})
+    store.log_probe(run_id, 5, {"a": 2})
+    assert store.probe_counts() == {run_id: 2}

@@ -187,7 +187,7 @@ def test_killed_run_keeps_metrics_and_resumes(tmp_path) -> None:
     with Store(tmp_path) as store:
         info = store.get_run(run_id)
         config = {**info.config, "steps": kept + 5}
-        store._conn().execute("UPDATE runs SET config_json = ?, total_steps = ? WHERE id = ?", (__import__("json").dumps(config), kept + 5, run_id))
+        store.update_config(run_id, config, total_steps=kept + 5)
     out = subprocess.run(
         [sys.executable, "-m", "vlsim", "runs", "resume", str(run_id), "--quiet"],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,

@@ -89,8 +89,7 @@ def queued_runs(store: Store) -> list[RunInfo]:
 
 def probe_counts(store: Store) -> dict[int, int]:
     """{run id: number of probe records} for every run that has any (one cheap query)."""
-    rows = store._conn().execute("SELECT run_id, COUNT(*) FROM probes GROUP BY run_id").fetchall()
-    return {int(r[0]): int(r[1]) for r in rows}
+    return store.probe_counts()
 
 
 def describe_exit(returncode: int) -> str:

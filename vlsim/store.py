@@ -291,6 +291,22 @@ class Store:
         rows = self._conn().execute(sql + " ORDER BY created DESC, id DESC", args).fetchall()
         return [_run_info(row) for row in rows]
 
+    def update_config(self, run_id: int, config: dict, total_steps: int | None = None) -> None:
+        """Replace a stopped run's config (e.g. more steps before `resume`); total_steps too."""
+        with self._transaction() as conn:
+            cur = conn.execute(
+                "UPDATE runs SET config_json = ?, total_steps = COALESCE(?, total_steps)"
+                " WHERE id = ?",
+                (dumps(config), total_steps, run_id),
+            )
+            if cur.rowcount == 0:
+                raise _missing(run_id)
+
+    def probe_counts(self) -> dict[int, int]:
+        """{run id: number of probe records} for every run that has any (one query)."""
+        rows = self._conn().execute("SELECT run_id, COUNT(*) FROM probes GROUP BY run_id")
+        return {int(r[0]): int(r[1]) for r in rows.fetchall()}
+
     def delete_run(self, run_id: int) -> None:
         """Delete a run, its metrics, probes and samples, and its checkpoint directory."""
         with self._transaction() as conn:
