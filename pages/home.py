@@ -27,34 +27,49 @@ st.markdown(
 )
 
 st.subheader("Explore")
-st.page_link(
-    "pages/aggregators.py",
-    label="**Aggregators**: the formulas, a calculator for your own lengths, and what TRL and "
-    "verl settings really do",
-    icon=":material/function:",
-)
-st.page_link(
-    "pages/length_lab.py",
-    label="**Length Lab**: Monte Carlo of every aggregator's bias and noise for a length "
-    "distribution you choose, with the closed forms beside it",
-    icon=":material/science:",
-)
-st.page_link(
-    "pages/training_arena.py",
-    label="**Training Arena**: train tiny transformer policies on CountDown with GRPO-style RL, "
-    "one run per aggregator, and watch accuracy, lengths and gradient noise live",
-    icon=":material/model_training:",
-)
-st.page_link(
-    "pages/runs.py",
-    label="**Runs**: every stored run; overlay curves, compare steps to an accuracy "
-    "threshold, export, or send a run's lengths to the Length Lab",
-    icon=":material/table_chart:",
-)
-st.page_link(
-    "pages/probes.py",
-    label="**Probes**: every aggregator's variance, CV and bias measured on the same rollouts "
-    "of a training policy, and the length-variance slope (the paper's Figure 4)",
-    icon=":material/troubleshoot:",
-)
+# A page link draws its label on one line (cut off where it is too long), so the link holds
+# the page's name and the description sits beside it.
+EXPLORE = [
+    (
+        "pages/aggregators.py",
+        "Aggregators",
+        ":material/function:",
+        "The formulas, a calculator for your own lengths, and what TRL and verl settings "
+        "really do.",
+    ),
+    (
+        "pages/length_lab.py",
+        "Length Lab",
+        ":material/science:",
+        "Monte Carlo of every aggregator's bias and noise for a length distribution you "
+        "choose, with the closed forms beside it.",
+    ),
+    (
+        "pages/training_arena.py",
+        "Training Arena",
+        ":material/model_training:",
+        "Train tiny transformer policies on CountDown with GRPO-style RL, one run per "
+        "aggregator, and watch accuracy, lengths and gradient noise live.",
+    ),
+    (
+        "pages/runs.py",
+        "Runs",
+        ":material/table_chart:",
+        "Every stored run: overlay curves, compare steps to an accuracy threshold, export, "
+        "or send a run's lengths to the Length Lab.",
+    ),
+    (
+        "pages/probes.py",
+        "Probes",
+        ":material/troubleshoot:",
+        "Every aggregator's variance, CV and bias measured on the same rollouts of a "
+        "training policy, and the length-variance slope (the paper's Figure 4).",
+    ),
+]
+for path, name, icon, description in EXPLORE:
+    link, text = st.columns([1, 4], vertical_alignment="center")
+    with link:
+        st.page_link(path, label=f"**{name}**", icon=icon)
+    with text:
+        st.markdown(description)
 st.caption("Every page keeps its settings in the link: copy the URL to share a scenario.")
