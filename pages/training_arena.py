@@ -278,6 +278,11 @@ def nf(model, name: str, path: str, label: str) -> None:
     number_field(model, name, key=f"{K}{path}", label=label)
 
 
+def row(n: int):
+    """n sidebar columns whose inputs line up even where a narrow label wraps."""
+    return st.columns(n, vertical_alignment="bottom")
+
+
 with st.sidebar:
     st.header("Experiment")
     st.selectbox(
@@ -312,7 +317,7 @@ with st.sidebar:
         )
 
     st.header("Task")
-    c1, c2, c3 = st.columns(3)
+    c1, c2, c3 = row(3)
     with c1:
         nf(TaskConfig, "n_numbers", "task.n_numbers", "numbers")
     with c2:
@@ -325,7 +330,7 @@ with st.sidebar:
 
     st.header("Warm-start traces")
     length_family_widgets(LENGTH_KEY)
-    c1, c2 = st.columns(2)
+    c1, c2 = row(2)
     with c1:
         nf(TraceConfig, "wrong_rate", "trace.wrong_rate", "wrong rate")
     with c2:
@@ -352,22 +357,23 @@ with st.sidebar:
         key=f"{K}model_size",
         help=TrainConfig.model_fields["model_size"].description,
     )
-    c1, c2, c3 = st.columns(3)
+    c1, c2, c3 = row(3)
     with c1:
         nf(TrainConfig, "prompts_per_step", "prompts_per_step", "B prompts")
     with c2:
         nf(TrainConfig, "group_size", "group_size", "G answers")
     with c3:
         nf(TrainConfig, "max_new_tokens", "max_new_tokens", "M tokens")
-    c1, c2 = st.columns(2)
-    with c1:
-        nf(TrainConfig, "lr", "lr", "learning rate")
-        nf(TrainConfig, "clip_low", "clip_low", "clip low")
-        nf(TrainConfig, "steps", "steps", "RL steps")
-    with c2:
-        nf(TrainConfig, "sft_steps", "sft_steps", "warm-start steps")
-        nf(TrainConfig, "clip_high", "clip_high", "clip high")
-        nf(TrainConfig, "seed", "seed", "seed")
+    for (left_path, left_label), (right_path, right_label) in (
+        (("lr", "learning rate"), ("sft_steps", "warm-start steps")),
+        (("clip_low", "clip low"), ("clip_high", "clip high")),
+        (("steps", "RL steps"), ("seed", "seed")),
+    ):
+        c1, c2 = row(2)
+        with c1:
+            nf(TrainConfig, left_path, left_path, left_label)
+        with c2:
+            nf(TrainConfig, right_path, right_path, right_label)
 
     st.header("Gradient probes")
     st.toggle(
