@@ -194,7 +194,7 @@ def test_verdict_says_faster_when_it_is() -> None:
     assert v.speedup.value == pytest.approx(40 / 10)  # dapo censored at 40 steps
     assert v.reached == (0, 4, 4, 4)
     assert v.text.startswith("vl_norm vs dapo (4 paired seeds): vl_norm reaches")
-    assert "4.00x faster" in v.text and "ends higher" in v.text
+    assert "4.00x faster" in v.text and "has a higher final" in v.text
 
 
 def test_verdict_with_one_seed_makes_no_claim() -> None:

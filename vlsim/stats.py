@@ -608,6 +608,7 @@ class Verdict:
     threshold: float | None = None
     reached: tuple[int, int, int, int] | None = None  # base reached, base n, other reached, other n
     notes: list[str] = field(default_factory=list)
+    final_label: str = ""  # how to name the final value (default 'final <metric>')
 
     @property
     def speed_conclusive(self) -> bool:
@@ -636,6 +637,8 @@ class Verdict:
         if self.reached is not None:
             br, bn, orr, on = self.reached
             counts = f"; reached by {orr}/{on} {self.other} vs {br}/{bn} {self.base} runs"
+        if self.reached is not None and self.reached[0] == 0 and self.reached[2] == 0:
+            return f"inconclusive: no run of either condition reaches {what}{counts}"
         if math.isnan(s.value):
             return f"speed to {what}: no comparison possible{counts}"
         if not s.has_interval:
@@ -659,7 +662,7 @@ class Verdict:
     def final_text(self) -> str:
         """The final-value difference in words."""
         f = self.final
-        what = f"final {self.metric}"
+        what = self.final_label or f"final {self.metric}"
         if math.isnan(f.value):
             return f"{what}: no data"
         if not f.has_interval:
@@ -669,9 +672,9 @@ class Verdict:
             )
         ci = _ci_text(f, signed=True)
         if f.low > 0:
-            return f"{self.other} ends higher on {what}: {_signed(f.value)} ({ci})"
+            return f"{self.other} has a higher {what}: {_signed(f.value)} ({ci})"
         if f.high < 0:
-            return f"{self.other} ends lower on {what}: {_signed(f.value)} ({ci})"
+            return f"{self.other} has a lower {what}: {_signed(f.value)} ({ci})"
         return (
             f"inconclusive: {what} differs by {_signed(f.value)} ({self.other} - {self.base}), "
             f"and the {ci} includes 0"
@@ -716,6 +719,7 @@ def compare(
     level: float = LEVEL,
     n_boot: int = N_BOOT,
     seed: int = 0,
+    final_label: str = "",
 ) -> Verdict:
     """Compare two conditions (seed -> metrics DataFrame each): final value and speed-up.
 
@@ -731,7 +735,9 @@ def compare(
     fb = final_values(other_frames, metric, final_last)
     final = difference(fa, fb, paired, level, n_boot, seed)
     n_pairs = final.n if paired else min(len(fa), len(fb))
-    verdict = Verdict(base, other, metric, paired, n_pairs, final, notes=notes)
+    verdict = Verdict(
+        base, other, metric, paired, n_pairs, final, notes=notes, final_label=final_label
+    )
     if threshold is not None:
         ta = threshold_times(base_frames, metric, threshold, smoothing, higher_is_better)
         tb = threshold_times(other_frames, metric, threshold, smoothing, higher_is_better)
