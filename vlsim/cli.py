@@ -303,7 +303,7 @@ def _load_extra_commands() -> None:
     """Import the command modules that exist (each adds itself to _EXTRA_COMMANDS once)."""
     import importlib
 
-    for module in ("vlsim.cli_train",):
+    for module in ("vlsim.cli_train", "vlsim.cli_sweep"):
         try:
             importlib.import_module(module)
         except ModuleNotFoundError as err:
