@@ -119,6 +119,11 @@ class AnalysisSpec(BaseModel):
     compare: list[str] = Field(
         default_factory=list, description="Conditions compared with the baseline (default: all)."
     )
+    pairs: list[tuple[str, str]] = Field(
+        default_factory=list,
+        description="Explicit comparisons [baseline, other]; when given, they replace "
+        "baseline-vs-compare in the verdicts.",
+    )
     paired: Literal["auto", "yes", "no"] = Field(
         "auto",
         description="Pair runs by seed: 'auto' pairs when the same seed gives the same problems "
@@ -450,6 +455,7 @@ def expand(spec: SweepSpec) -> list[PlannedRun]:
 def _check_labels(spec: SweepSpec, labels: list[str]) -> None:
     wanted = [spec.analysis.baseline] if spec.analysis.baseline else []
     wanted += spec.analysis.compare
+    wanted += [label for pair in spec.analysis.pairs for label in pair]
     unknown = [w for w in wanted if w not in labels]
     if unknown:
         raise SweepError(
@@ -1318,16 +1324,16 @@ def build_report(store: Store, spec: SweepSpec) -> SweepReport:
                 row.update({"speedup": sp.value, "speedup_low": sp.low, "speedup_high": sp.high})
         rows.append(row)
     summary = pd.DataFrame(rows)
-    targets = a.compare or [c for c in labels if c != baseline]
+    pairs = list(a.pairs) or [(baseline, c) for c in (a.compare or labels) if c != baseline]
     verdicts = [
         stats.compare(
-            baseline,
+            base,
             c,
-            finished[baseline],
+            finished[base],
             finished[c],
             metric,
             threshold,
-            _paired(spec, configs, baseline, c),
+            _paired(spec, configs, base, c),
             a.smoothing,
             a.higher_is_better,
             a.final_last,
@@ -1335,19 +1341,19 @@ def build_report(store: Store, spec: SweepSpec) -> SweepReport:
             a.n_boot,
             a.seed,
             final_label=metric if spec.kind == "lab" else "",
-        )  # fmt: skip
-        for c in targets
-        if c != baseline
+        )
+        for base, c in pairs
+        if c != base
     ]
-    probe_rows = []
+    probe_tables = []
     for c in labels:
         if probes[c]:
             table = stats.probe_summary(probes[c], a.level, a.n_boot, a.seed)
             table.insert(0, "condition", c)
-            probe_rows.append(table)
+            probe_tables.append(table)
     probe_df = (
-        pd.concat(probe_rows, ignore_index=True)
-        if probe_rows
+        pd.concat(probe_tables, ignore_index=True)
+        if probe_tables
         else pd.DataFrame(columns=["condition", "aggregator", "stat", "mean", "low", "high", "n"])
     )
     return SweepReport(
@@ -1355,17 +1361,64 @@ def build_report(store: Store, spec: SweepSpec) -> SweepReport:
     )
 
 
-def _ci(value: float, low: float, high: float, fmt: str = ".3g", unit: str = "") -> str:
+def _ci(
+    value: float,
+    low: float,
+    high: float,
+    fmt: str = ".3g",
+    unit: str = "",
+    cap: float | None = None,
+) -> str:
+    """'value [low, high]'; infinite steps read '>cap' (not reached within cap steps)."""
+
     def f(x: float) -> str:
         if isinstance(x, float) and math.isnan(x):
             return "n/a"
         if isinstance(x, float) and math.isinf(x):
-            return "never" if x > 0 else "-inf"
+            if cap is not None and x > 0:
+                return f">{cap:g}"
+            return "inf" if x > 0 else "-inf"
         return format(x, fmt) + unit
 
     if isinstance(low, float) and math.isnan(low):
         return f(value)
     return f"{f(value)} [{f(low)}, {f(high)}]"
+
+
+def summary_text(report: SweepReport) -> pd.DataFrame:
+    """The per-condition table with 'value [low, high]' cells and readable column names."""
+    spec, a = report.spec, report.spec.analysis
+    baseline = a.baseline or report.conditions[0]
+    final_header = report.metric if spec.kind == "lab" else f"final {report.metric}"
+    rows = []
+    has_threshold = "reached" in report.summary
+    for r in report.summary.to_dict("records"):
+        row = {
+            "condition": r["condition"],
+            "finished": r["runs"],
+            final_header: _ci(r["final"], r["final_low"], r["final_high"]),
+        }
+        if has_threshold:
+            row[f"reached {a.threshold:g}"] = r["reached"]
+            row["median steps"] = _ci(
+                r["median_steps"], r["median_low"], r["median_high"], ".0f", cap=r["horizon"]
+            )
+            row["mean steps (censored at horizon)"] = _ci(
+                r["mean_steps"], r["mean_low"], r["mean_high"], ".1f"
+            )
+            row[f"speed-up vs {baseline}"] = (
+                "baseline"
+                if r["condition"] == baseline
+                else _ci(
+                    r.get("speedup", math.nan),
+                    r.get("speedup_low", math.nan),
+                    r.get("speedup_high", math.nan),
+                    ".2f",
+                    "x",
+                )
+            )
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def format_report(report: SweepReport) -> str:
@@ -1380,41 +1433,8 @@ def format_report(report: SweepReport) -> str:
         f"{len(spec.seeds)} seeds; metric {report.metric}; {100 * a.level:g}% CIs by bootstrap over seeds"
     )
     lines.append("")
-    rows = []
-    has_threshold = "reached" in report.summary
-    for r in report.summary.to_dict("records"):
-        row = {
-            "condition": r["condition"],
-            "runs": r["runs"],
-            "final": _ci(r["final"], r["final_low"], r["final_high"]),
-        }
-        if has_threshold:
-            row["reached"] = r["reached"]
-            row["median"] = _ci(r["median_steps"], r["median_low"], r["median_high"], ".0f")
-            row["mean"] = _ci(r["mean_steps"], r["mean_low"], r["mean_high"], ".1f")
-            sp = r.get("speedup", math.nan)
-            row["speedup"] = (
-                "baseline"
-                if r["condition"] == (a.baseline or report.conditions[0])
-                else _ci(
-                    sp, r.get("speedup_low", math.nan), r.get("speedup_high", math.nan), ".2f", "x"
-                )
-            )
-        rows.append(row)
-    final_header = report.metric if spec.kind == "lab" else f"final {report.metric}"
-    columns = [
-        ("condition", "condition", ""),
-        ("runs", "finished", ""),
-        ("final", final_header, ""),
-    ]
-    if has_threshold:
-        columns += [
-            ("reached", f"reached {a.threshold:g}", ""),
-            ("median", "median steps", ""),
-            ("mean", "mean steps (censored at horizon)", ""),
-            ("speedup", "speed-up", ""),
-        ]
-    lines.append(format_table(rows, columns))
+    table = summary_text(report)
+    lines.append(format_table(table.to_dict("records"), [(c, c, "") for c in table.columns]))
     if report.verdicts:
         lines += ["", "Verdicts:"]
         lines += [f"- {v.text}" for v in report.verdicts]
@@ -1423,7 +1443,7 @@ def format_report(report: SweepReport) -> str:
     if len(report.probes):
         title = "Length Lab" if spec.kind == "lab" else "Gradient probes"
         lines += ["", f"{title}: variance and CV per aggregator, mean [CI] across seeds:"]
-        lines.append(format_table(_probe_rows(report.probes), [
+        lines.append(format_table(probe_rows(report.probes), [
             ("condition", "condition", ""), ("aggregator", "aggregator", ""),
             ("variance", "variance", ""), ("cv", "CV", ""), ("n", "seeds", ""),
         ]))  # fmt: skip
@@ -1438,7 +1458,7 @@ def format_report(report: SweepReport) -> str:
     return "\n".join(lines)
 
 
-def _probe_rows(probes: pd.DataFrame) -> list[dict[str, Any]]:
+def probe_rows(probes: pd.DataFrame) -> list[dict[str, Any]]:
     """One row per condition and aggregator with variance and CV as 'mean [low, high]'."""
     rows: dict[tuple[str, str], dict[str, Any]] = {}
     for r in probes.to_dict("records"):
@@ -1491,6 +1511,7 @@ __all__ = [
     "load_spec",
     "parse_spec",
     "plan_table",
+    "probe_rows",
     "reap",
     "resolve",
     "run_in_memory",
@@ -1500,4 +1521,5 @@ __all__ = [
     "stop",
     "store_records",
     "stored_runs",
+    "summary_text",
 ]
