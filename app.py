@@ -22,6 +22,7 @@ PAGES = [
     ),
     st.Page("pages/runs.py", title="Runs", icon=":material/table_chart:"),
     st.Page("pages/probes.py", title="Probes", icon=":material/troubleshoot:"),
+    st.Page("pages/hypotheses.py", title="Hypotheses", icon=":material/lab_research:"),
 ]
 
 page = st.navigation(PAGES)

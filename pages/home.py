@@ -65,6 +65,13 @@ EXPLORE = [
         "Every aggregator's variance, CV and bias measured on the same rollouts of a "
         "training policy, and the length-variance slope (the paper's Figure 4).",
     ),
+    (
+        "pages/hypotheses.py",
+        "Hypotheses",
+        ":material/lab_research:",
+        "Check a claim over several seeds: run A against B (or an α, G or M sweep) in the "
+        "background and read curves with bands, steps to a threshold with CIs, and a verdict.",
+    ),
 ]
 for path, name, icon, description in EXPLORE:
     link, text = st.columns([1, 4], vertical_alignment="center")

@@ -1,0 +1,654 @@
+"""Hypotheses: ask a question, run it over several seeds in the background, read the verdict.
+
+Widgets -> a question template -> a vlsim.sweep.SweepSpec (shown as runs before it starts) ->
+vlsim.sweep.launch (a `python -m vlsim sweep` process) -> a live view that only reads the store
+and vlsim.sweep.build_report: curves with bands, steps to a threshold with CIs, verdicts.
+The settings and the sweep being watched live in the URL.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from typing import Any, Literal
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from pages.charts import COLORS, MICRO_BATCH_COLORS
+from pages.common import (
+    ensure_app_navigation,
+    new_url_params,
+    remember_widgets,
+    restore_widgets,
+    seed_widgets,
+    show_notices,
+    write_url,
+)
+from pages.training_common import (
+    METRIC_LABELS,
+    data_dir,
+    empty_figure,
+    get_store,
+    length_family_widgets,
+    length_spec_from_widgets,
+    length_widget_values,
+)
+from vlsim import sweep as sw
+from vlsim.aggregators import AGGREGATORS, ALPHA_RANGE
+from vlsim.config import format_errors
+from vlsim.lengths import LengthSpec, LogNormalLengths
+from vlsim.scenario import from_query, to_query
+
+ensure_app_navigation()
+
+PAGE = "hypotheses"
+K = "hyp."
+LENGTH_KEY = f"{K}length"
+
+TEMPLATES = {
+    "ab": "Aggregator A vs B",
+    "alpha": "VL Norm α sweep",
+    "group_size": "Effect of G (answers per prompt)",
+    "max_len": "Effect of M (answer budget)",
+    "grid": "Build a grid",
+}
+METRICS = ("eval/mean_at_k", "eval/accuracy_greedy")
+DEFAULT_GRID = "grid:\n  aggregator: [grpo, dr_grpo, vl_norm]\n"
+MAX_WORKERS = 16
+
+
+class HypothesisView(BaseModel):
+    """The Hypotheses page's settings, as they appear in the URL."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    template: Literal["ab", "alpha", "group_size", "max_len", "grid"] = Field(
+        "ab", description="The kind of question."
+    )
+    a: str = Field("dapo", description="Aggregator A (the baseline).")
+    b: str = Field("vl_norm", description="Aggregator B.")
+    alpha: float = Field(1.0, description="VL Norm α of the runs that do not sweep it.")
+    alphas: list[float] = Field(
+        default_factory=lambda: [0.0, 0.5, 1.0], min_length=1, max_length=12,
+        description="α values of the α sweep.",
+    )  # fmt: skip
+    sizes: list[int] = Field(
+        default_factory=lambda: [4, 8, 16], min_length=1, max_length=8,
+        description="Group sizes G compared.",
+    )  # fmt: skip
+    budgets: list[int] = Field(
+        default_factory=lambda: [24, 40, 64], min_length=1, max_length=8,
+        description="Answer budgets M compared.",
+    )  # fmt: skip
+    grid: str = Field(DEFAULT_GRID, max_length=4000, description="A sweep grid in YAML.")
+    length: LengthSpec = Field(
+        default_factory=lambda: LogNormalLengths(median=8, sigma=0.5),
+        description="Trace lengths of the warm-start data (the answers' length setting).",
+    )
+    seeds: int = Field(3, ge=1, le=20, description="Seeds per condition (0, 1, ...).")
+    steps: int = Field(60, ge=2, le=5000, description="RL steps per run (the budget).")
+    threshold: float = Field(0.3, ge=0.0, le=1.0, description="Accuracy to reach.")
+    metric: Literal["eval/mean_at_k", "eval/accuracy_greedy"] = Field(
+        "eval/mean_at_k", description="Held-out accuracy measure."
+    )
+    workers: int = Field(
+        default_factory=lambda: sw.fit_workers()[0], ge=1, le=MAX_WORKERS,
+        description="Runs trained at once.",
+    )  # fmt: skip
+    sweep: str = Field("", max_length=120, description="The sweep being watched.")
+
+    @field_validator("a", "b")
+    @classmethod
+    def _aggregator(cls, name: str) -> str:
+        if name not in AGGREGATORS:
+            raise ValueError(f"unknown aggregator {name!r}")
+        return name
+
+    @field_validator("alpha")
+    @classmethod
+    def _alpha(cls, value: float) -> float:
+        lo, hi = ALPHA_RANGE
+        if not lo <= value <= hi:
+            raise ValueError(f"alpha must be between {lo:g} and {hi:g}")
+        return value
+
+    @field_validator("alphas")
+    @classmethod
+    def _alphas(cls, values: list[float]) -> list[float]:
+        lo, hi = ALPHA_RANGE
+        if any(not lo <= v <= hi for v in values):
+            raise ValueError(f"every alpha must be between {lo:g} and {hi:g}")
+        return list(dict.fromkeys(values))
+
+    @field_validator("sizes")
+    @classmethod
+    def _sizes(cls, values: list[int]) -> list[int]:
+        if any(not 2 <= v <= 256 for v in values):
+            raise ValueError("group sizes must be between 2 and 256")
+        return list(dict.fromkeys(values))
+
+    @field_validator("budgets")
+    @classmethod
+    def _budgets(cls, values: list[int]) -> list[int]:
+        if any(not 8 <= v <= 2048 for v in values):
+            raise ValueError("answer budgets must be between 8 and 2048")
+        return list(dict.fromkeys(values))
+
+
+DEFAULTS = HypothesisView()
+SIMPLE = ("template", "a", "b", "alpha", "alphas", "sizes", "budgets", "grid", "seeds",
+          "steps", "threshold", "metric", "workers", "sweep")  # fmt: skip
+
+
+# ----------------------------------------------------------------------------- view <-> widgets
+
+
+def widget_values(view: HypothesisView) -> dict[str, Any]:
+    """Widget key -> value for a view (the inverse of `view_from_widgets`)."""
+    values = {f"{K}{f}": getattr(view, f) for f in SIMPLE}
+    values.update(length_widget_values(LENGTH_KEY, view.length.model_dump()))
+    return values
+
+
+def view_from_widgets() -> HypothesisView:
+    """The view the widgets describe (ValidationError on bad values)."""
+    ss = st.session_state
+    data = {f: ss[f"{K}{f}"] for f in SIMPLE}
+    data["length"] = length_spec_from_widgets(LENGTH_KEY)
+    return HypothesisView.model_validate(data)
+
+
+def _label(name: str) -> str:
+    return AGGREGATORS[name].display_name if name in AGGREGATORS else name
+
+
+def spec_from_view(view: HypothesisView, name: str = "") -> sw.SweepSpec:
+    """The sweep a view asks for (SweepError with a readable message if it cannot be run)."""
+    every = max(1, view.steps // 10)
+    base: dict[str, Any] = {
+        "steps": view.steps,
+        "eval_every": every,
+        "checkpoint_every": every,
+        "alpha": view.alpha,
+        "trace.length": view.length.model_dump(mode="json"),
+    }
+    what = f"{METRIC_LABELS.get(view.metric, view.metric)} {view.threshold:g}"
+    lengths = view.length.describe()
+    data: dict[str, Any] = {
+        "name": name or "preview",
+        "kind": "train",
+        "preset": "quick",
+        "base": base,
+        "seeds": list(range(view.seeds)),
+        "analysis": {"metric": view.metric, "threshold": view.threshold},
+    }
+    a, b = view.a, view.b
+    if view.template in ("ab", "group_size", "max_len") and a == b:
+        raise sw.SweepError("choose two different aggregators for A and B")
+    if view.template == "ab":
+        data["variants"] = [{"aggregator": a}, {"aggregator": b}]
+        data["question"] = f"Does {_label(b)} reach {what} faster than {_label(a)} ({lengths})?"
+    elif view.template == "alpha":
+        data["variants"] = [{"aggregator": a}] + [
+            {"aggregator": "vl_norm", "alpha": x} for x in view.alphas
+        ]
+        data["question"] = (
+            f"Which VL Norm α reaches {what} fastest, compared with {_label(a)} ({lengths})?"
+        )
+    elif view.template in ("group_size", "max_len"):
+        field = "group_size" if view.template == "group_size" else "max_new_tokens"
+        values = view.sizes if view.template == "group_size" else view.budgets
+        data["grid"] = {"aggregator": [a, b], field: values}
+        letter = "G" if field == "group_size" else "M"
+        data["question"] = (
+            f"Does {_label(b)}'s lead over {_label(a)} in reaching {what} change with {letter}?"
+        )
+    else:
+        own = _grid_yaml(view.grid)
+        if own.get("kind") == "lab":  # Length Lab runs: only the box's own base applies
+            data["base"] = own.pop("base", {})
+            data["analysis"] = {"threshold": None}
+        else:
+            data["base"] = {**base, **own.pop("base", {})}
+        data["analysis"] = {**data["analysis"], **own.pop("analysis", {})}
+        data.update(own)
+        data.setdefault("question", f"Which condition reaches {what} fastest?")
+    spec = sw.parse_spec(data)
+    if view.template in ("group_size", "max_len"):
+        spec = _pair_by_value(spec, a, b)
+    sw.expand(spec)  # every config must be valid
+    return spec
+
+
+def _grid_yaml(text: str) -> dict[str, Any]:
+    """The YAML of the grid box: grid, variants, and optionally base, kind and analysis."""
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as err:
+        raise sw.SweepError(f"the grid is not valid YAML: {err}") from err
+    if not isinstance(data, dict):
+        raise sw.SweepError(
+            "the grid must be a mapping, e.g. 'grid: {aggregator: [grpo, vl_norm]}'"
+        )
+    allowed = {"grid", "variants", "base", "kind", "analysis", "question"}
+    unknown = sorted(set(data) - allowed)
+    if unknown:
+        raise sw.SweepError(
+            f"the grid box may set {', '.join(sorted(allowed))}; not {', '.join(unknown)}"
+        )
+    for key in ("base", "analysis"):
+        if not isinstance(data.get(key, {}), dict):
+            raise sw.SweepError(f"'{key}' in the grid box must be a mapping of fields")
+    return data
+
+
+def _pair_by_value(spec: sw.SweepSpec, a: str, b: str) -> sw.SweepSpec:
+    """Verdicts of B vs A at each value of the swept field, instead of all vs the first."""
+    conds = sw.conditions(spec)
+    by_value: dict[str, dict[str, str]] = {}
+    for label, overrides in conds:
+        key = str({k: v for k, v in overrides.items() if k != "aggregator"})
+        by_value.setdefault(key, {})[overrides["aggregator"]] = label
+    pairs = [(d[a], d[b]) for d in by_value.values() if a in d and b in d]
+    analysis = spec.analysis.model_copy(update={"pairs": pairs})
+    return spec.model_copy(update={"analysis": analysis})
+
+
+def _options(choices: list, key: str) -> list:
+    """A multiselect's choices plus any value it holds already (a link may bring others)."""
+    return sorted(set(choices) | set(st.session_state.get(key) or []))
+
+
+def new_sweep_name(template: str) -> str:
+    """A fresh, readable sweep name."""
+    return f"hyp-{template}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
+
+
+# ----------------------------------------------------------------------------- figures and tables
+
+
+def condition_colors(conditions: list[str]) -> dict[str, str]:
+    """Aggregator colours when each condition is one aggregator, else a palette."""
+    if all(c in COLORS for c in conditions):
+        return {c: COLORS[c] for c in conditions}
+    return {c: MICRO_BATCH_COLORS[k % len(MICRO_BATCH_COLORS)] for k, c in enumerate(conditions)}
+
+
+def _rgba(hex_color: str, alpha: float) -> str:
+    h = hex_color.lstrip("#")
+    r, g, b = (int(h[i : i + 2], 16) for i in (0, 2, 4))
+    return f"rgba({r},{g},{b},{alpha})"
+
+
+def bands_figure(
+    bands: dict[str, pd.DataFrame], metric: str, threshold: float | None, level: float
+) -> go.Figure:
+    """Mean curve per condition with its bootstrap band, and the threshold as a dashed line."""
+    title = f"{METRIC_LABELS.get(metric, metric)}: mean over seeds, {100 * level:g}% band"
+    fig = go.Figure()
+    colors = condition_colors(list(bands))
+    for cond, df in bands.items():
+        color = colors[cond]
+        band = df.dropna(subset=["low", "high"])
+        if len(band):
+            xs = band["step"].tolist()
+            fig.add_trace(
+                go.Scatter(
+                    x=xs + xs[::-1],
+                    y=band["high"].tolist() + band["low"].tolist()[::-1],
+                    fill="toself",
+                    fillcolor=_rgba(color, 0.15),
+                    line={"width": 0},
+                    hoverinfo="skip",
+                    showlegend=False,
+                    legendgroup=cond,
+                    name=f"{cond} band",
+                )
+            )
+        fig.add_trace(
+            go.Scatter(
+                x=df["step"],
+                y=df["mean"],
+                mode="lines+markers",
+                name=cond,
+                legendgroup=cond,
+                line={"color": color, "width": 2},
+                marker={"size": 5},
+                customdata=df["n"],
+                hovertemplate=f"{cond}<br>step %{{x}}: %{{y:.3f}} (%{{customdata}} seeds)<extra></extra>",
+            )
+        )
+    if not fig.data:
+        return empty_figure(title, "no evaluations logged yet")
+    if threshold is not None:
+        fig.add_hline(
+            y=threshold, line={"dash": "dash", "color": "#777"}, annotation_text="threshold"
+        )
+    fig.update_layout(
+        title={"text": title, "x": 0.01, "xanchor": "left", "font": {"size": 15}},
+        template="plotly_white",
+        height=380,
+        margin={"l": 60, "r": 20, "t": 50, "b": 40},
+        legend={"orientation": "h", "yanchor": "top", "y": -0.2, "x": 0, "xanchor": "left"},
+        xaxis_title="RL step",
+    )
+    return fig
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def cached_report(path: str, spec_json: str, stamp: tuple) -> sw.SweepReport:
+    """build_report, recomputed only when a run of the sweep logs or changes status."""
+    return sw.build_report(get_store(), sw.SweepSpec.model_validate_json(spec_json))
+
+
+def report_stamp(spec: sw.SweepSpec) -> tuple:
+    """What changes when the sweep's runs progress: (id, status, last step) of each run."""
+    store = get_store()
+    return tuple(
+        (r.id, r.status, store.last_step(r.id)) for r in store.list_runs(group_name=spec.group())
+    )
+
+
+# ----------------------------------------------------------------------------- state
+
+st.title("Hypotheses")
+st.markdown(
+    "One run per aggregator cannot tell a real difference from luck: **seeds matter**. Pick a "
+    "question, run every condition with several seeds in the background, and read the answer "
+    "with confidence intervals. Same seed = same problems and the same warm-started policy, so "
+    "conditions are compared seed by seed."
+)
+
+store = get_store()
+url = new_url_params(PAGE)
+if url is not None:
+    view_url, notices = from_query(HypothesisView, url)
+    if view_url.sweep and sw.get_sweep(store, view_url.sweep) is None:
+        notices.append(f"No sweep called {view_url.sweep[:60]!r} in this data directory.")
+        view_url = view_url.model_copy(update={"sweep": ""})
+    seed_widgets(widget_values(view_url), force=True)
+    show_notices(notices)
+else:
+    restore_widgets(PAGE)
+seed_widgets(widget_values(DEFAULTS))
+
+# ----------------------------------------------------------------------------- the question
+
+st.subheader("The question")
+st.radio(
+    "template",
+    list(TEMPLATES),
+    key=f"{K}template",
+    format_func=TEMPLATES.get,
+    horizontal=True,
+    help="A ready-made question, or your own grid over any training setting.",
+)
+template = st.session_state[f"{K}template"]
+aggs = list(AGGREGATORS)
+c1, c2, c3, c4 = st.columns(4)
+if template in ("ab", "alpha", "group_size", "max_len"):
+    with c1:
+        st.selectbox(
+            "A (baseline)" if template != "alpha" else "compare with",
+            aggs,
+            key=f"{K}a",
+            format_func=_label,
+            help="The condition the others are measured against.",
+        )
+if template in ("ab", "group_size", "max_len"):
+    with c2:
+        st.selectbox("B", aggs, key=f"{K}b", format_func=_label, help="The challenger.")
+if template == "alpha":
+    with c2:
+        st.multiselect(
+            "VL Norm α values",
+            _options([0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0], f"{K}alphas"),
+            key=f"{K}alphas",
+            help="One condition per α (0 is Dr. GRPO's weighting, 1 the least variance).",
+        )
+elif template == "group_size":
+    with c3:
+        st.multiselect(
+            "G values",
+            _options([2, 4, 8, 16, 32], f"{K}sizes"),
+            key=f"{K}sizes",
+            help="Answers sampled per prompt.",
+        )
+elif template == "max_len":
+    with c3:
+        st.multiselect(
+            "M values",
+            _options([16, 24, 32, 40, 48, 64, 96, 128], f"{K}budgets"),
+            key=f"{K}budgets",
+            help="The answer budget: answers cut at M get reward 0.",
+        )
+if template == "grid":
+    st.text_area(
+        "grid (YAML)",
+        key=f"{K}grid",
+        height=140,
+        help="Any TrainConfig field: 'grid' (every combination) and/or 'variants' (a list), "
+        "optionally 'base' and 'analysis'. Dotted keys reach nested fields, e.g. trace.length, "
+        "task.n_numbers. With 'kind: lab' the runs are Length Lab evaluations.",
+    )
+if template != "alpha":
+    with c4:
+        st.slider(
+            "VL Norm α",
+            *ALPHA_RANGE,
+            step=0.05,
+            key=f"{K}alpha",
+            help="The α of VL Norm runs (weights ∝ L^-α).",
+        )
+
+with st.expander("Length setting: warm-start trace lengths", expanded=False):
+    length_family_widgets(LENGTH_KEY)
+
+st.subheader("Seeds and budget")
+c1, c2, c3, c4, c5 = st.columns(5, vertical_alignment="bottom")
+with c1:
+    st.number_input("seeds", 1, 20, key=f"{K}seeds", help="Runs per condition, seeds 0, 1, ...")
+with c2:
+    st.number_input(
+        "RL steps",
+        2,
+        5000,
+        step=10,
+        key=f"{K}steps",
+        help="Steps per run (the quick preset's policy).",
+    )
+with c3:
+    st.number_input(
+        "threshold", 0.0, 1.0, step=0.05, key=f"{K}threshold", format="%g",
+        help="Steps to reach this accuracy are compared (runs that never do are censored).",
+    )  # fmt: skip
+with c4:
+    st.selectbox(
+        "accuracy", list(METRICS), key=f"{K}metric", format_func=lambda m: METRIC_LABELS.get(m, m)
+    )
+with c5:
+    st.number_input(
+        "parallel runs", 1, MAX_WORKERS, key=f"{K}workers",
+        help=f"Runs trained at once ({os.cpu_count()} cores here; one torch thread per core).",
+    )  # fmt: skip
+
+remember_widgets(PAGE, K)
+
+spec: sw.SweepSpec | None = None
+try:
+    view = view_from_widgets()
+    spec = spec_from_view(view)
+except ValidationError as err:
+    view = None
+    st.error(f"These settings cannot be run:\n\n{format_errors(err)}", icon=":material/error:")
+except sw.SweepError as err:
+    view = None
+    st.error(str(err), icon=":material/error:")
+
+if spec is not None:
+    plan = sw.expand(spec)
+    n_cond = len({p.condition for p in plan})
+    st.caption(
+        f"{spec.question} — {n_cond} conditions × {len(spec.seeds)} seeds = {len(plan)} runs "
+        f"of {view.steps} RL steps, {view.workers} at a time."
+    )
+    with st.expander(f"The {len(plan)} runs, in the order they start"):
+        st.dataframe(sw.plan_table(plan).drop(columns=["run", "status"]), hide_index=True)
+
+
+def _launch() -> None:
+    """Launch button: start the sweep in the background and watch it."""
+    ss = st.session_state
+    try:
+        v = view_from_widgets()
+        name = new_sweep_name(v.template)
+        sw.launch(spec_from_view(v, name), get_store(), workers=v.workers)
+    except (ValidationError, sw.SweepError) as err:
+        ss["_hyp_error"] = format_errors(err) if isinstance(err, ValidationError) else str(err)
+        return
+    ss[f"{K}sweep"] = name
+    ss["_hyp_error"] = None
+
+
+st.button(
+    "Launch sweep",
+    type="primary",
+    icon=":material/rocket_launch:",
+    disabled=spec is None,
+    on_click=_launch,
+    help="Runs train in a background process; you can leave this page and come back.",
+)
+if st.session_state.get("_hyp_error"):
+    st.error(st.session_state["_hyp_error"])
+
+# ----------------------------------------------------------------------------- watch and read
+
+st.divider()
+records = sw.list_sweeps(store)
+names = [r.name for r in records]
+current = st.session_state[f"{K}sweep"]
+if current and current not in names:
+    st.session_state[f"{K}sweep"] = current = ""
+st.selectbox(
+    "sweep",
+    [""] + names,
+    key=f"{K}sweep",
+    format_func=lambda n: n or "(none: launch one, or pick a stored sweep)",
+    help="The sweep whose runs and results are shown; the link (?sweep=...) brings you back.",
+)
+
+try:
+    view_now = view_from_widgets()
+    write_url(PAGE, to_query(view_now, DEFAULTS))
+except ValidationError:
+    pass
+
+
+def watch(name: str) -> None:
+    """Progress, stop/continue, curves with bands, the table and the verdicts of one sweep."""
+    sw.reap()
+    store = get_store()
+    record = sw.get_sweep(store, name)
+    if record is None:
+        st.warning(f"The sweep {name!r} is gone.")
+        return
+    spec = record.spec
+    report = cached_report(data_dir(), spec.model_dump_json(), report_stamp(spec))
+    total = len(report.plan)
+    done = int((report.plan["status"] == "finished").sum())
+    failed = int((report.plan["status"] == "failed").sum())
+    running = int((report.plan["status"] == "running").sum())
+    active = record.active
+    st.markdown(f"**{spec.question or spec.name}**")
+    state = "running" if active else ("done" if done == total else "not running")
+    text = f"{done}/{total} runs finished · {running} running · {state}"
+    if failed:
+        text += f" · {failed} failed"
+    st.progress(done / total if total else 0.0, text=text)
+    c1, c2, _ = st.columns([1, 1, 4])
+    with c1:
+        if active and st.button(
+            "Stop", icon=":material/stop:", help="Running runs stop after their step."
+        ):
+            sw.stop(store, name)
+            st.rerun()
+    with c2:
+        if (
+            not active
+            and done < total
+            and st.button(
+                "Continue",
+                icon=":material/replay:",
+                help="Run what is not finished (finished runs are kept).",
+            )
+        ):
+            sw.launch(spec, store, workers=st.session_state[f"{K}workers"])
+            st.rerun()
+    if not active and record.status in ("starting", "running"):
+        st.caption(
+            "The sweep's process ended before its runs did; Continue picks up where it stopped."
+        )
+
+    level = spec.analysis.level
+    threshold = spec.analysis.threshold if spec.kind == "train" else None
+    st.plotly_chart(
+        bands_figure(report.bands(), report.metric, threshold, level),
+        width="stretch",
+        key=f"{K}bands",
+    )
+    st.markdown(f"**Per condition** ({100 * level:g}% CIs by bootstrap over seeds)")
+    st.dataframe(sw.summary_text(report), hide_index=True, width="stretch", key=f"{K}summary")
+    if threshold is not None:
+        st.caption(
+            "Steps to the threshold: a run that never reaches it counts with the whole horizon "
+            "(censored, never dropped), so the mean is a lower bound and the speed-up is the "
+            "ratio of these means (2x = twice as fast). A median '>N' means most runs did not "
+            "reach it within N steps."
+        )
+    st.markdown("**Verdicts**")
+    if not report.verdicts:
+        st.caption("One condition only: nothing to compare.")
+    for verdict in report.verdicts:
+        box = st.success if verdict.conclusive else st.info
+        box(verdict.text, icon=":material/gavel:" if verdict.conclusive else ":material/help:")
+        for note in verdict.notes:
+            st.caption(note)
+    if len(report.probes):
+        st.markdown("**Gradient probes across seeds** (variance and CV per aggregator, mean [CI])")
+        st.dataframe(pd.DataFrame(sw.probe_rows(report.probes)), hide_index=True, width="stretch")
+        slopes = report.probes[report.probes["stat"] == "length_variance_slope"]
+        for r in slopes.to_dict("records"):
+            st.caption(
+                f"Length-variance slope, {r['condition']}: {r['mean']:.2f} "
+                f"[{r['low']:.2f}, {r['high']:.2f}] over {r['n']} seeds (1 = Var(g) grows like L)."
+            )
+    for note in report.notes:
+        st.caption(note)
+    with st.expander("Runs of this sweep"):
+        st.dataframe(report.plan, hide_index=True, width="stretch")
+        st.caption(
+            f"They are in the store as group {spec.group()!r} (see the Runs page); "
+            f"`python -m vlsim sweep report {spec.name}` prints this report."
+        )
+    if not active and st.session_state.get("_hyp_was_active"):
+        st.session_state["_hyp_was_active"] = False
+        st.rerun()  # the sweep ended: redraw once without the timer
+    st.session_state["_hyp_was_active"] = active
+
+
+name = st.session_state[f"{K}sweep"]
+if name:
+    record = sw.get_sweep(store, name)
+    ticking = record is not None and record.active
+    st.fragment(watch, run_every=3 if ticking else None)(name)
+else:
+    st.info(
+        "Launch a sweep above, or pick a stored one. With the defaults, 2 conditions × 3 seeds "
+        "of 60 steps take a few minutes on a laptop CPU.",
+        icon=":material/info:",
+    )
