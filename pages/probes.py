@@ -171,6 +171,7 @@ with c2:
             go.Scatter(
                 x=list(band["step"]) + list(band["step"])[::-1],
                 y=list(band["value_hi"]) + list(band["value_lo"])[::-1],
+                mode="lines",  # plotly's default adds markers to short traces
                 fill="toself",
                 fillcolor="rgba(0,0,0,0.1)",
                 line={"width": 0},

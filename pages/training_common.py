@@ -259,6 +259,7 @@ def curves_figure(
                     go.Scatter(
                         x=xs + xs[::-1],
                         y=rows[band[1]].tolist() + rows[band[0]].tolist()[::-1],
+                        mode="lines",  # plotly's default adds markers to short traces
                         fill="toself",
                         fillcolor=_rgba(color, 0.12),
                         line={"width": 0},
@@ -449,7 +450,17 @@ def entropy_figure(record: Mapping[str, Any]) -> go.Figure:
         )
     )
     fig.update_layout(
-        yaxis2={"overlaying": "y", "side": "right", "title": "score norm", "showgrid": False}
+        yaxis2={
+            "overlaying": "y",
+            "side": "right",
+            "title": "score norm",
+            "showgrid": False,
+            # plotly aligns an overlaid axis' ticks with the left one by default, which labels
+            # it with odd values (and below zero); a norm gets its own round ticks from zero
+            "tickmode": "auto",
+            "rangemode": "tozero",
+            "zeroline": False,
+        }
     )
     fig.update_xaxes(title="policy entropy at the token (nats)")
     return _layout(fig, title, "share of the gradient", height=380)
