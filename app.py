@@ -1,6 +1,7 @@
 """vlsim's Streamlit app: page navigation and the shared sidebar; the pages do the work.
 
-Run with `streamlit run app.py`. To add a page, append an st.Page to PAGES.
+Run with `streamlit run app.py`. To add a page, append an st.Page to PAGES; a url_path other
+than the file's name also needs a pages/<url_path>.py that hands over (see pages/arena.py).
 """
 
 import streamlit as st
