@@ -1,0 +1,390 @@
+"""End-to-end tests in headless Chromium against `streamlit run app.py`.
+
+One server per module (fresh SQLite store in a temp dir), one browser context per test.
+Screenshots go to test-artifacts/browser/. Without /usr/bin/chromium the module is skipped,
+unless VLSIM_REQUIRE_BROWSER=1 (as in CI), where it runs and fails.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from browser_utils import (
+    CHROMIUM,
+    ROOT,
+    VIEWPORT,
+    StreamlitServer,
+    app_pages,
+    by_key,
+    chart_traces,
+    exceptions,
+    launch_browser,
+    open_page,
+    screenshot,
+    wait_chart,
+    wait_chart_change,
+    wait_idle,
+)
+
+try:
+    from playwright.sync_api import expect, sync_playwright
+except ImportError:  # pragma: no cover - the dev requirements install it
+    expect = sync_playwright = None
+
+REQUIRE_BROWSER = os.environ.get("VLSIM_REQUIRE_BROWSER") == "1"
+HAVE_BROWSER = Path(CHROMIUM).exists() and sync_playwright is not None
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(
+        not HAVE_BROWSER and not REQUIRE_BROWSER,
+        reason=f"needs {CHROMIUM} and the playwright package (apt-get install chromium)",
+    ),
+    pytest.mark.timeout(360),
+]
+
+PAGES = app_pages()
+PAGE_IDS = [p.url_path or "home" for p in PAGES]
+LAB = next(p for p in PAGES if p.file == "pages/length_lab.py")
+ARENA = next(p for p in PAGES if p.file == "pages/training_arena.py")
+
+
+# ----------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("browser")
+    srv = StreamlitServer(
+        data_dir=tmp / "data",
+        log_path=tmp / "streamlit.log",
+        env={"VLSIM_MAX_CONCURRENT": "2"},
+    )
+    srv.start(timeout=60)
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    assert sync_playwright is not None, "the playwright package is not installed"
+    assert Path(CHROMIUM).exists(), f"{CHROMIUM} is missing: apt-get install chromium"
+    with sync_playwright() as pw:
+        b = launch_browser(pw)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@pytest.fixture
+def page(browser, server, request):
+    """A fresh browser context (a new Streamlit session); the server log is printed on failure."""
+    log_start = len(server.log())
+    failed_before = request.session.testsfailed
+    context = browser.new_context(viewport=VIEWPORT)
+    context.set_default_timeout(30_000)
+    pg = context.new_page()
+    page_errors: list[str] = []
+    pg.on("pageerror", lambda err: page_errors.append(str(err)))
+    pg.page_errors = page_errors
+    try:
+        yield pg
+    finally:
+        context.close()
+        if request.session.testsfailed > failed_before:
+            print(f"----- streamlit log ({server.url}) -----\n{server.log()[log_start:]}")
+            if page_errors:
+                print("----- browser page errors -----\n" + "\n".join(page_errors))
+
+
+def assert_clean(pg) -> None:
+    """No Streamlit exception box, no dialog (e.g. 'Page not found'), no uncaught JS error."""
+    assert exceptions(pg) == [], exceptions(pg)
+    dialogs = pg.locator('[role="dialog"]').all_inner_texts()
+    assert dialogs == [], dialogs
+    assert pg.page_errors == [], pg.page_errors
+
+
+def url_params(pg) -> dict[str, str]:
+    return {k: v[-1] for k, v in parse_qs(urlsplit(pg.url).query).items()}
+
+
+def number_input(pg, key: str):
+    """The <input> of a number_input (or text_input) with this key."""
+    return by_key(pg, key).locator("input")
+
+
+def select_input(pg, key: str):
+    """The combobox <input> of a selectbox with this key (its value is the shown option)."""
+    return by_key(pg, key).locator('input[role="combobox"]')
+
+
+def slider_input(pg, key: str):
+    """The range <input> of a one-thumb slider with this key."""
+    return by_key(pg, key).locator('input[type="range"]')
+
+
+def choose(pg, key: str, option: str) -> None:
+    """Pick an option of the selectbox with this key, and wait for the rerun."""
+    select_input(pg, key).click()
+    pg.get_by_role("option", name=option, exact=True).click()
+    wait_idle(pg)
+
+
+def poll(fn, timeout: float, interval: float = 1.0, what: str = "condition"):
+    """Call fn until it returns something truthy; bounded by timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = fn()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(interval)
+
+
+# ----------------------------------------------------------------------------- every page
+
+
+def test_navigation_lists_every_page():
+    """app.py registers (at least) these pages; every registered page is visited below."""
+    titles = [p.nav_title for p in PAGES]
+    expected = ["Home", "Aggregators", "Length Lab", "Training Arena", "Runs", "Probes"]
+    assert [t for t in titles if t in expected] == expected, titles
+    assert ARENA.url_path == "arena"
+    # A new server's first request is looked up among the file names of pages/ (see
+    # pages/arena.py): every URL path needs a file of that name there.
+    for app_page in PAGES:
+        if app_page.url_path:
+            assert (ROOT / "pages" / f"{app_page.url_path}.py").exists(), (
+                f"{app_page.file} is served at /{app_page.url_path}: add "
+                f"pages/{app_page.url_path}.py like pages/arena.py"
+            )
+
+
+def test_fresh_server_opens_a_link_to_the_arena(browser, tmp_path):
+    """The first request of a new server may be a deep link (e.g. a reload after a restart).
+
+    Streamlit first treats the app as a legacy pages/ app; no page may show 'Page not found'.
+    """
+    srv = StreamlitServer(data_dir=tmp_path / "data", log_path=tmp_path / "streamlit.log")
+    srv.start(timeout=60)
+    context = browser.new_context(viewport=VIEWPORT)
+    try:
+        pg = context.new_page()
+        pg.page_errors = []
+        pg.on("pageerror", lambda err: pg.page_errors.append(str(err)))
+        open_page(pg, f"{srv.url}/{ARENA.url_path}?steps=7", heading=ARENA.heading)
+        assert_clean(pg)
+        expect(number_input(pg, "arena.steps")).to_have_value("7")
+        nav = pg.locator('[data-testid="stSidebarNav"]')
+        expect(nav.locator("a")).to_have_count(len(PAGES))  # app.py's menu, not the folder's
+        screenshot(pg, "fresh-server-arena-link")
+    except Exception:
+        print(f"----- streamlit log -----\n{srv.log()}")
+        raise
+    finally:
+        context.close()
+        srv.stop()
+
+
+@pytest.mark.parametrize("app_page", PAGES, ids=PAGE_IDS)
+def test_page_renders(page, server, app_page):
+    open_page(page, f"{server.url}/{app_page.url_path}", heading=app_page.heading)
+    assert_clean(page)
+    nav = page.locator('[data-testid="stSidebarNav"]')
+    for other in PAGES:
+        assert nav.get_by_text(other.nav_title, exact=True).count() == 1, other.nav_title
+    screenshot(page, f"page-{app_page.url_path or 'home'}")
+
+
+def test_sidebar_navigation_in_one_session(page, server):
+    """Clicking through the menu in one session: every page draws, none raises."""
+    open_page(page, server.url, heading=PAGES[0].heading)
+    nav = page.locator('[data-testid="stSidebarNav"]')
+    for app_page in [*PAGES[1:], PAGES[0], LAB]:
+        nav.get_by_text(app_page.nav_title, exact=True).click()
+        page.get_by_role("heading", name=app_page.heading, level=1).wait_for()
+        wait_idle(page)
+        assert_clean(page)
+        assert urlsplit(page.url).path == f"/{app_page.url_path}"
+
+
+# ----------------------------------------------------------------------------- Length Lab
+
+
+def test_length_lab_controls_change_the_charts(page, server):
+    open_page(page, f"{server.url}/{LAB.url_path}", heading=LAB.heading)
+    before_var = wait_chart(page, "variance_chart")
+    before_hist = wait_chart(page, "length_hist")
+    screenshot(page, "lab-before")
+
+    # G (answers): 16 -> 4
+    g = number_input(page, "lab.group_size")
+    expect(g).to_have_value("16")
+    g.fill("4")
+    g.press("Enter")
+    wait_idle(page)
+    assert_clean(page)
+    expect(g).to_have_value("4")
+    expect(page).to_have_url(re.compile(r"[?&]group_size=4(&|$)"))
+    wait_chart_change(page, "variance_chart", before_var)
+    expect(page.get_by_text("G = 4 answers")).to_be_visible()
+
+    # length family: pareto -> lognormal; the histogram is redrawn from other lengths
+    expect(select_input(page, "lab.kind")).to_have_value("pareto (long tail)")
+    choose(page, "lab.kind", "lognormal")
+    assert_clean(page)
+    expect(select_input(page, "lab.kind")).to_have_value("lognormal")
+    expect(page).to_have_url(re.compile(r"[?&]lengths\.kind=lognormal(&|$)"))
+    assert by_key(page, "lab.lognormal.sigma").count() == 1  # the family's own parameters
+    wait_chart_change(page, "length_hist", before_hist)
+    screenshot(page, "lab-after")
+
+
+# ----------------------------------------------------------------------------- shared links
+
+
+def test_length_lab_link_sets_the_widgets(page, server):
+    query = (
+        "group_size=8&n_groups=4&lengths.kind=lognormal&lengths.sigma=1.2&alpha=0.5&n_batches=2000"
+    )
+    open_page(page, f"{server.url}/{LAB.url_path}?{query}", heading=LAB.heading)
+    assert_clean(page)
+    expect(number_input(page, "lab.group_size")).to_have_value("8")
+    expect(number_input(page, "lab.n_groups")).to_have_value("4")
+    expect(number_input(page, "lab.n_batches")).to_have_value("2000")
+    expect(select_input(page, "lab.kind")).to_have_value("lognormal")
+    expect(number_input(page, "lab.lognormal.sigma")).to_have_value("1.2")
+    expect(slider_input(page, "lab.alpha")).to_have_value("0.5")
+    assert page.locator('[data-testid="stAlertContentWarning"]').count() == 0
+    params = url_params(page)
+    assert params["group_size"] == "8" and params["lengths.kind"] == "lognormal"
+    expect(page.get_by_text("G = 8 answers")).to_be_visible()
+    screenshot(page, "lab-shared-link")
+
+
+def test_length_lab_tampered_link_shows_a_notice(page, server):
+    query = "group_size=abc&alpha=99&lengths.kind=nonsense&bogus=1&n_batches=2000"
+    open_page(page, f"{server.url}/{LAB.url_path}?{query}", heading=LAB.heading)
+    assert_clean(page)
+    notice = page.locator('[data-testid="stAlertContentWarning"]')
+    expect(notice).to_have_count(1)
+    expect(notice).to_contain_text("Some settings in the link were not used")
+    for name in ("group_size", "alpha", "lengths.kind", "bogus"):
+        expect(notice).to_contain_text(name)
+    expect(number_input(page, "lab.group_size")).to_have_value("16")  # the default stands in
+    expect(number_input(page, "lab.n_batches")).to_have_value("2000")  # the valid parameter is kept
+    screenshot(page, "lab-tampered-link")
+
+
+def test_arena_link_sets_the_widgets(page, server):
+    query = "aggregators=grpo,vl_norm&steps=7&alpha=0.5&group_size=4"
+    open_page(page, f"{server.url}/{ARENA.url_path}?{query}", heading=ARENA.heading)
+    assert_clean(page)
+    expect(number_input(page, "arena.steps")).to_have_value("7")
+    expect(number_input(page, "arena.group_size")).to_have_value("4")
+    chosen = by_key(page, "arena.aggregators")
+    expect(chosen).to_contain_text("GRPO")
+    expect(chosen).to_contain_text("VL Norm")
+    expect(chosen).not_to_contain_text("DAPO")
+    expect(page.get_by_text("7 RL steps of B=16 prompts × G=4 answers")).to_be_visible()
+    assert page.locator('[data-testid="stAlertContentWarning"]').count() == 0
+    screenshot(page, "arena-shared-link")
+
+
+def test_arena_tampered_link_shows_a_notice(page, server):
+    query = "preset=turbo&aggregators=grpo,nope&steps=-3&group=no-such-group"
+    open_page(page, f"{server.url}/{ARENA.url_path}?{query}", heading=ARENA.heading)
+    assert_clean(page)
+    alerts = page.locator('[data-testid="stAlert"]')
+    notice = alerts.filter(has_text="Some settings in the link were not used")
+    expect(notice).to_have_count(1)
+    for text in ("preset='turbo'", "nope", "steps"):
+        expect(notice).to_contain_text(text)
+    # the watched group does not exist in this data directory
+    expect(alerts.filter(has_text="no-such-group")).to_have_count(1)
+    # the defaults stand in: the quick preset, its steps, every default aggregator
+    expect(select_input(page, "arena.preset")).to_have_value("quick")
+    expect(number_input(page, "arena.steps")).to_have_value("200")
+    expect(by_key(page, "arena.aggregators")).to_contain_text("DAPO")
+    screenshot(page, "arena-tampered-link")
+
+
+# ----------------------------------------------------------------------------- training
+
+
+def test_arena_quick_training_draws_live_curves(page, server):
+    """A quick run of two aggregators (its own warm start, 10 RL steps): the charts fill live.
+
+    Then the Runs and Probes pages show the two runs.
+    """
+    steps = 10
+    query = f"aggregators=grpo,vl_norm&steps={steps}&probe.every=5"
+    open_page(page, f"{server.url}/{ARENA.url_path}?{query}", heading=ARENA.heading)
+    assert_clean(page)
+    expect(select_input(page, "arena.preset")).to_have_value("quick")
+    expect(page.get_by_text(f"then {steps} RL steps")).to_be_visible()
+    screenshot(page, "arena-before-start")
+
+    page.get_by_role("button", name="Start training").click()
+    expect(page.get_by_role("heading", name="Curves")).to_be_visible(timeout=60_000)
+    expect(page).to_have_url(re.compile(r"[?&]group=arena-"))
+    page.mouse.move(0, 0)  # no tooltip over the screenshots
+
+    def reward_points() -> int:
+        traces = chart_traces(page, "arena.chart.reward")
+        return sum(len(t["x"] or []) for t in traces if t["type"] == "scatter")
+
+    # the warm start (shared by both runs) comes first: a minute or two on two cores
+    first = poll(reward_points, timeout=240, what="the first points of the reward chart")
+    screenshot(page, "arena-training-live")
+    poll(lambda: reward_points() > first, timeout=60, what="more points on the reward chart")
+
+    progress = page.locator('[data-testid="stProgress"]')
+    poll(
+        lambda: (
+            progress.all_inner_texts()
+            and all(t.startswith("finished at step") for t in progress.all_inner_texts())
+        ),
+        timeout=120,
+        what="both runs to finish",
+    )
+    expect(progress).to_have_count(2)
+    wait_idle(page, timeout=30)
+    assert_clean(page)
+    traces = [t for t in chart_traces(page, "arena.chart.reward") if t["type"] == "scatter"]
+    names = [t["name"] for t in traces]
+    assert len(traces) == 2 and "GRPO" in names[0] and "VL Norm" in names[1], names
+    assert all(len(t["x"]) == steps for t in traces), [len(t["x"]) for t in traces]
+    bands = [t for t in chart_traces(page, "arena.chart.length") if t["fill"] == "toself"]
+    assert len(bands) == 2 and all(t["mode"] == "lines" for t in bands), bands  # no markers
+    assert len(wait_chart(page, "arena.probe.var")) >= 4  # one line per aggregator
+    expect(page.get_by_role("button", name="Stop all")).to_be_disabled()
+    screenshot(page, "arena-training-finished")
+
+    # the Runs page lists the group's runs and overlays their curves
+    page.locator('[data-testid="stSidebarNav"]').get_by_text("Runs", exact=True).click()
+    page.get_by_role("heading", name="Runs", level=1).wait_for()
+    wait_idle(page)
+    assert_clean(page)
+    overlay = [t for t in wait_chart(page, "runs.overlay") if t["type"] == "scatter"]
+    assert len(overlay) == 2, [t["name"] for t in overlay]
+    screenshot(page, "runs-after-training")
+
+    # the Probes page draws the probe records of a run
+    page.locator('[data-testid="stSidebarNav"]').get_by_text("Probes", exact=True).click()
+    page.get_by_role("heading", name="Gradient probes", level=1).wait_for()
+    wait_idle(page)
+    assert_clean(page)
+    assert len(wait_chart(page, "probes.variance")) >= 4
+    wait_chart(page, "probes.scatter")
+    screenshot(page, "probes-after-training")
