@@ -163,7 +163,7 @@ def test_lab_sweep_runs_in_the_pool_and_reports(tmp_path) -> None:
     )  # fmt: skip
     store = Store(tmp_path)
     events = []
-    outcome = run_sweep(spec, store, workers=2, on_event=lambda *e: events.append(e[0]))
+    outcome = run_sweep(spec, store, workers=1, on_event=lambda *e: events.append(e[0]))
     assert outcome.count("finished") == 6 and events.count("end") == 6
     assert get_sweep(store, "lab").status == "done"
     report = build_report(store, spec)
@@ -327,3 +327,14 @@ def test_report_of_hand_made_runs_pairs_only_shared_data(tmp_path) -> None:
     assert math.isinf(summary.loc["length=fixed(length=12)", "median_steps"])
     bands = report.bands()
     assert list(bands["length=fixed(length=4)"]["step"]) == [-1, 1, 3]
+
+
+def test_next_run_avoids_waiting_on_a_shared_warm_start() -> None:
+    from vlsim.sweep import _next_index
+
+    plan = expand(parse_spec(tiny_spec()))  # (dapo, 0), (vl_norm, 0), (dapo, 1), (vl_norm, 1)
+    queue = [(p, None) for p in plan[1:]]
+    # (dapo, 0) trains seed 0's warm start: start seed 1 rather than wait for it
+    assert _next_index(queue, [(plan[0], 1)]) == 1
+    assert _next_index(queue, []) == 0  # plan order when nothing runs
+    assert _next_index(queue[:1], [(plan[0], 1)]) == 0  # nothing else left: wait

@@ -879,6 +879,28 @@ def run_sweep(
     return outcome
 
 
+def warm_group(config: Mapping[str, Any]) -> str:
+    """Runs with the same warm-start fields and seed share one warm start (train configs)."""
+    parts = {k: config.get(k) for k in (*WARMSTART_FIELDS, "seed")}
+    return json.dumps(parts, sort_keys=True)
+
+
+def _next_index(
+    queue: list[tuple[PlannedRun, RunInfo | None]], inflight: Iterable[tuple[PlannedRun, int]]
+) -> int:
+    """The next run to start: the first in plan order whose warm start no running run shares.
+
+    Runs that share a warm start wait for each other (the first trains it, the others load
+    it), so starting a run of another seed instead keeps every worker busy; the plan order is
+    kept otherwise.
+    """
+    busy = {warm_group(p.config) for p, _ in inflight}
+    for k, (p, _) in enumerate(queue):
+        if warm_group(p.config) not in busy:
+            return k
+    return 0
+
+
 class _Stopper:
     """Turns the first Ctrl-C into a graceful stop; remembers whether a second one came."""
 
@@ -942,7 +964,7 @@ def _run_local(
         while queue or inflight:
             try:
                 while queue and len(inflight) < n_workers and not stopper():
-                    p, info = queue.pop(0)
+                    p, info = queue.pop(_next_index(queue, inflight.values()))
                     run_id = _claim(store, spec, p, info)
                     inflight[pool.submit(_pool_run, data_dir, run_id, spec.kind)] = (p, run_id)
                     if on_event:
@@ -1055,7 +1077,7 @@ def _run_ray(
             while queue or inflight:
                 try:
                     while queue and len(inflight) < n_workers and not stopper():
-                        p, info = queue.pop(0)
+                        p, info = queue.pop(_next_index(queue, inflight.values()))
                         run_id = _claim(store, spec, p, info)
                         config = info.config if info is not None else p.config
                         ref = remote.remote(spec.kind, config, n_threads, cache_dir)
