@@ -609,6 +609,7 @@ class Verdict:
     reached: tuple[int, int, int, int] | None = None  # base reached, base n, other reached, other n
     notes: list[str] = field(default_factory=list)
     final_label: str = ""  # how to name the final value (default 'final <metric>')
+    seeds: tuple[int, int] | None = None  # runs behind the base and the other condition
 
     @property
     def speed_conclusive(self) -> bool:
@@ -683,7 +684,11 @@ class Verdict:
     @property
     def text(self) -> str:
         """The verdict line: '<B> vs <A> (<how compared>): <speed>; <final>.'"""
-        how = f"{self.n_pairs} paired seeds" if self.paired else f"{self.n_pairs}+ unpaired seeds"
+        if self.paired:
+            how = f"{self.n_pairs} paired seeds"
+        else:
+            nb, no = self.seeds if self.seeds is not None else (self.n_pairs, self.n_pairs)
+            how = f"{no} vs {nb} seeds, unpaired"
         parts = [p for p in (self.speed_text(), self.final_text()) if p]
         return f"{self.other} vs {self.base} ({how}): " + "; ".join(parts) + "."
 
@@ -736,7 +741,15 @@ def compare(
     final = difference(fa, fb, paired, level, n_boot, seed)
     n_pairs = final.n if paired else min(len(fa), len(fb))
     verdict = Verdict(
-        base, other, metric, paired, n_pairs, final, notes=notes, final_label=final_label
+        base,
+        other,
+        metric,
+        paired,
+        n_pairs,
+        final,
+        notes=notes,
+        final_label=final_label,
+        seeds=(len(base_frames), len(other_frames)),
     )
     if threshold is not None:
         ta = threshold_times(base_frames, metric, threshold, smoothing, higher_is_better)
