@@ -16,10 +16,10 @@ import tempfile
 import time
 
 from vlsim.store import Store
-from vlsim.sweep import expand, fit_workers, parse_spec, run_sweep
+from vlsim.sweep import SweepSpec, expand, fit_workers, parse_spec, run_sweep
 
 
-def spec(steps: int, sft_steps: int):
+def spec(steps: int, sft_steps: int) -> SweepSpec:
     """The benchmark's 8-run sweep."""
     return parse_spec(
         {
@@ -52,6 +52,7 @@ def timed(label: str, executor: str, workers: int, threads: int, steps: int, sft
 
 
 def main() -> None:
+    """Time the sweep with each executor and print the speed-ups."""
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )

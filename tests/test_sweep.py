@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -251,17 +252,46 @@ def test_crash_mid_sweep_keeps_finished_runs_and_resume_skips_them(local_sweep) 
         assert sorted(df["step"]) == [-1, 0, 1, 2, 3]
 
 
-def test_ray_executor_gives_the_same_records(local_sweep, tmp_path) -> None:
+def kill_one_ray_task(killed: list[int], timeout: float = 60.0) -> None:
+    """SIGKILL the first Ray worker seen running a sweep task (a lost worker)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for proc in Path("/proc").glob("[0-9]*"):
+            try:
+                cmdline = (proc / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if cmdline.startswith(b"ray::run_in_memory"):
+                time.sleep(1.0)  # into the run: its warm start is under way
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(int(proc.name), signal.SIGKILL)
+                    killed.append(int(proc.name))
+                return
+        time.sleep(0.1)
+
+
+def test_ray_executor_retries_a_lost_worker_and_gives_the_same_records(
+    local_sweep, tmp_path
+) -> None:
     ray = pytest.importorskip("ray")
     local_dir, spec_file = local_sweep
     spec = load_spec(spec_file)
     store = Store(tmp_path)
+    killed: list[int] = []
+    killer = threading.Thread(target=kill_one_ray_task, args=(killed,), daemon=True)
+
+    def on_event(what: str, *rest) -> None:
+        if what == "start" and killer.ident is None:  # once, when the first run starts
+            killer.start()
+
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     try:
-        outcome = run_sweep(spec, store, executor="ray", workers=2)
+        outcome = run_sweep(spec, store, executor="ray", workers=2, retries=1, on_event=on_event)
     finally:
         ray.shutdown()
-    assert outcome.count("finished") == 4
+    killer.join(1)
+    assert killed, "no Ray task was seen running"
+    assert outcome.count("finished") == 4  # the lost run was retried
     assert get_sweep(store, spec.name).executor == "ray"
     mine, theirs = comparable(store), comparable(Store(local_dir))
     assert (

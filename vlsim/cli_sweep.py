@@ -7,8 +7,12 @@ import json
 import signal
 import sys
 import time
+from typing import TYPE_CHECKING
 
 from vlsim.cli import _EXTRA_COMMANDS, CliError, format_table
+
+if TYPE_CHECKING:
+    from vlsim.sweep import PlannedRun
 
 USAGE = """\
 python -m vlsim sweep SPEC [--executor local|ray] [--workers N] [--dry-run]
@@ -32,7 +36,7 @@ class _StopOnTerm:
     def __call__(self) -> bool:
         return self.requested
 
-    def handle(self, signum: int, frame) -> None:
+    def handle(self, signum: int, frame: object) -> None:
         """First SIGTERM: stop launching and stop the running runs after their step."""
         if self.requested:
             raise KeyboardInterrupt(f"signal {signum}")
@@ -72,7 +76,8 @@ def _run(args: argparse.Namespace, target: str) -> int:
     bar = tqdm(total=len(plan), desc=spec.name, unit="run", disable=args.quiet or None)
     counts = {"finished": 0, "failed": 0, "stopped": 0}
 
-    def on_event(what: str, p, run_id, status: str) -> None:
+    def on_event(what: str, p: PlannedRun, run_id: int | None, status: str) -> None:
+        """Advance the bar per run skipped or ended (one log line per run when quiet)."""
         if what == "skip":
             bar.update(1)
         elif what == "end":

@@ -650,6 +650,7 @@ def _pool_run(data_dir: str, run_id: int, kind: str) -> str:
     stop = stop_file(data_dir, run_id)
 
     def should_stop() -> bool:
+        """A SIGTERM to this process, or the run's stop file."""
         return _TERM_REQUESTED or stop.exists()
 
     try:
@@ -660,6 +661,7 @@ def _pool_run(data_dir: str, run_id: int, kind: str) -> str:
         lock = _warmstart_lock(store, run_id)
 
         def on_warmstart(step: int, total: int, loss: float) -> None:
+            """Leave the warm start at once when a stop is asked for."""
             if should_stop():
                 raise KeyboardInterrupt("stop requested during the warm start")
 
@@ -1394,6 +1396,7 @@ def _ci(
     """'value [low, high]'; infinite steps read '>cap' (not reached within cap steps)."""
 
     def f(x: float) -> str:
+        """One bound or value as text."""
         if isinstance(x, float) and math.isnan(x):
             return "n/a"
         if isinstance(x, float) and math.isinf(x):
