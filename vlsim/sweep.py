@@ -41,7 +41,8 @@ import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Callable, Iterable, Mapping
+import types
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -968,7 +969,9 @@ def _run_local(
                 while queue and len(inflight) < n_workers and not stopper():
                     p, info = queue.pop(_next_index(queue, inflight.values()))
                     run_id = _claim(store, spec, p, info)
-                    inflight[pool.submit(_pool_run, data_dir, run_id, spec.kind)] = (p, run_id)
+                    with _no_main_reimport():  # submit may start a pool process
+                        fut = pool.submit(_pool_run, data_dir, run_id, spec.kind)
+                    inflight[fut] = (p, run_id)
                     if on_event:
                         on_event("start", p, run_id, "running")
                 if stopper() and not asked:
@@ -1011,6 +1014,23 @@ def _run_local(
         pool.shutdown(wait=False, cancel_futures=True)
         raise
     pool.shutdown(wait=True)
+
+
+@contextlib.contextmanager
+def _no_main_reimport() -> Iterator[None]:
+    """Start pool processes without re-running the caller's __main__ in them.
+
+    A spawned process re-imports the parent's main script; when the caller is a Streamlit
+    page, a notebook or a test runner that ran one, that script is no place to start from.
+    The pool's work lives in this module, so the children need nothing from __main__.
+    """
+    main = sys.modules.get("__main__")
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        yield
+    finally:
+        if main is not None:
+            sys.modules["__main__"] = main
 
 
 def _import_ray():
