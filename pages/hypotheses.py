@@ -40,8 +40,8 @@ from pages.training_common import (
 )
 from vlsim import sweep as sw
 from vlsim.aggregators import AGGREGATORS, ALPHA_RANGE
-from vlsim.config import format_errors
-from vlsim.lengths import LengthSpec, LogNormalLengths
+from vlsim.config import format_errors, preset_config
+from vlsim.lengths import LengthSpec
 from vlsim.scenario import from_query, to_query
 
 ensure_app_navigation()
@@ -87,7 +87,7 @@ class HypothesisView(BaseModel):
     )  # fmt: skip
     grid: str = Field(DEFAULT_GRID, max_length=4000, description="A sweep grid in YAML.")
     length: LengthSpec = Field(
-        default_factory=lambda: LogNormalLengths(median=8, sigma=0.5),
+        default_factory=lambda: preset_config("quick").trace.length,
         description="Trace lengths of the warm-start data (the answers' length setting).",
     )
     seeds: int = Field(3, ge=1, le=20, description="Seeds per condition (0, 1, ...).")

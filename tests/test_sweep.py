@@ -38,6 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TINY_BASE = {
     "sft_steps": 10,
     "steps": 4,
+    "prompts_per_step": 8,
     "eval_every": 2,
     "checkpoint_every": 2,
     "sample_log_every": 2,
