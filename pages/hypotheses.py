@@ -217,6 +217,8 @@ def spec_from_view(view: HypothesisView, name: str = "") -> sw.SweepSpec:
             data["base"] = {**base, **own.pop("base", {})}
         data["analysis"] = {**data["analysis"], **own.pop("analysis", {})}
         data.update(own)
+        if data.get("kind") == "lab":
+            data.setdefault("question", "How do the conditions compare in the Length Lab?")
         data.setdefault("question", f"Which condition reaches {what} fastest?")
     spec = sw.parse_spec(data)
     if view.template in ("group_size", "max_len"):
@@ -495,7 +497,8 @@ if spec is not None:
     n_cond = len({p.condition for p in plan})
     st.caption(
         f"{spec.question} — {n_cond} conditions × {len(spec.seeds)} seeds = {len(plan)} runs "
-        f"of {view.steps} RL steps, {view.workers} at a time."
+        + (f"of {view.steps} RL steps" if spec.kind == "train" else "(Length Lab evaluations)")
+        + f", {view.workers} at a time."
     )
     with st.expander(f"The {len(plan)} runs, in the order they start"):
         st.dataframe(sw.plan_table(plan).drop(columns=["run", "status"]), hide_index=True)
