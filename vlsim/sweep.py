@@ -502,8 +502,12 @@ class SweepRecord:
 
 
 def _ensure_table(store: Store) -> None:
+    """Create the sweeps table once per Store object (a write transaction, so only once)."""
+    if getattr(store, "_sweeps_table", False):
+        return
     with store._transaction() as conn:  # the store's own short write transaction
         conn.execute(SWEEPS_SCHEMA)
+    store._sweeps_table = True
 
 
 def save_sweep(store: Store, spec: SweepSpec) -> None:
