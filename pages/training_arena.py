@@ -56,27 +56,9 @@ LENGTH_KEY = f"{K}trace.length"
 DEFAULT_PRESET = "quick"
 DEFAULT_AGGREGATORS = ["grpo", "dapo", "dr_grpo", "vl_norm"]
 
-# What the arena changes in a preset so that aggregators differ within minutes on a CPU.
+# What the arena changes in a preset: probes on, so every aggregator's noise is drawn live.
 ARENA_OVERRIDES: dict[str, dict] = {
-    "quick": {
-        # two-number problems: the tiny policy starts near 15% and learns within 200 steps
-        "task": {"n_numbers": 2, "high": 20, "max_target": 100, "n_train": 400, "n_test": 96},
-        # wide trace lengths, long traces more often wrong: length-dependent weights matter
-        "trace": {
-            "length": {"kind": "lognormal", "median": 12, "sigma": 0.8},
-            "wrong_rate": 0.3,
-            "length_correctness_slope": 1.5,
-        },
-        "max_new_tokens": 48,
-        "sft_steps": 400,
-        "steps": 200,
-        "prompts_per_step": 16,
-        "lr": 5e-4,  # 1e-3 and above collapse these tiny policies
-        "eval_every": 20,
-        "eval_samples": 4,
-        "checkpoint_every": 20,
-        "probe": {"every": 20, "prompts": 4, "rollouts": 32, "resamples": 128},
-    },
+    "quick": {"probe": {"every": 20, "prompts": 4, "rollouts": 32, "resamples": 128}},
 }
 
 FIELDS = (

@@ -146,15 +146,16 @@ def test_arena_controls_write_the_url(data_dir) -> None:
 
 def test_arena_preset_resets_the_controls(data_dir) -> None:
     at = app(ARENA)
-    by_key(at.selectbox, "arena.preset").set_value("default").run()
+    assert by_key(at.number_input, "arena.max_new_tokens").value == 48  # quick
+    by_key(at.selectbox, "arena.preset").set_value("long").run()
     no_exceptions(at)
-    assert by_key(at.number_input, "arena.task.n_numbers").value == 3  # TrainConfig's own default
+    assert by_key(at.number_input, "arena.max_new_tokens").value == 192  # long's answer budget
     assert by_key(at.selectbox, "arena.model_size").value == "small"
-    assert "default" in str(at.query_params["preset"])
+    assert "long" in str(at.query_params["preset"])
     reloaded = app(ARENA, **{k: at.query_params[k] for k in at.query_params})
     no_exceptions(reloaded)
-    assert by_key(reloaded.selectbox, "arena.preset").value == "default"
-    assert by_key(reloaded.number_input, "arena.task.n_numbers").value == 3
+    assert by_key(reloaded.selectbox, "arena.preset").value == "long"
+    assert by_key(reloaded.number_input, "arena.max_new_tokens").value == 192
 
 
 def test_arena_bad_url_falls_back_with_a_warning(data_dir) -> None:
