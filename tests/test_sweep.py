@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,7 @@ from vlsim.jobs import worker_alive
 from vlsim.store import Store
 from vlsim.sweep import (
     SweepError,
+    SweepOutcome,
     build_report,
     conditions,
     config_key,
@@ -203,8 +205,18 @@ def comparable(store: Store) -> dict[tuple[str, int], list[dict]]:
     return out
 
 
+@dataclass
+class LocalSweep:
+    """The module's local 2 x 2 sweep: where it is, what the crash left, what the resume did."""
+
+    data_dir: Path
+    spec_file: Path
+    finished_before: set[int]
+    outcome: SweepOutcome
+
+
 @pytest.fixture(scope="module")
-def local_sweep(tmp_path_factory) -> tuple[Path, Path]:
+def local_sweep(tmp_path_factory) -> LocalSweep:
     """The 2 x 2 sweep with the local executor, killed after its first run and resumed."""
     data_dir = tmp_path_factory.mktemp("sweep-local")
     spec_file = data_dir / "tiny.yaml"
@@ -232,16 +244,17 @@ def local_sweep(tmp_path_factory) -> tuple[Path, Path]:
         worker_alive(r.pid) for r in store.list_runs(status="running")
     ):
         time.sleep(0.1)
-    return data_dir, spec_file
+    finished_before = {r.id for r in store.list_runs(status="finished")}
+    outcome = run_sweep(load_spec(spec_file), store, workers=2)  # the same sweep, again
+    return LocalSweep(data_dir, spec_file, finished_before, outcome)
 
 
 def test_crash_mid_sweep_keeps_finished_runs_and_resume_skips_them(local_sweep) -> None:
-    data_dir, spec_file = local_sweep
+    data_dir, spec_file = local_sweep.data_dir, local_sweep.spec_file
+    finished_before, outcome = local_sweep.finished_before, local_sweep.outcome
     store = Store(data_dir)
-    finished_before = {r.id for r in store.list_runs(status="finished")}
     assert finished_before
     spec = load_spec(spec_file)
-    outcome = run_sweep(spec, store, workers=2)
     assert outcome.skipped == len(finished_before)
     assert set(outcome.statuses.values()) == {"finished"}
     runs = stored_runs(store, spec)
@@ -275,7 +288,7 @@ def test_ray_executor_retries_a_lost_worker_and_gives_the_same_records(
     local_sweep, tmp_path
 ) -> None:
     ray = pytest.importorskip("ray")
-    local_dir, spec_file = local_sweep
+    local_dir, spec_file = local_sweep.data_dir, local_sweep.spec_file
     spec = load_spec(spec_file)
     store = Store(tmp_path)
     killed: list[int] = []
@@ -306,7 +319,7 @@ def test_ray_executor_retries_a_lost_worker_and_gives_the_same_records(
 
 
 def test_report_command_prints_table_verdicts_and_json(local_sweep, capsys) -> None:
-    data_dir, spec_file = local_sweep
+    data_dir, spec_file = local_sweep.data_dir, local_sweep.spec_file
     assert cli_main(["sweep", "report", "tiny", "--data-dir", str(data_dir)]) == 0
     text = capsys.readouterr().out
     assert "4/4 runs finished" in text and "Verdicts:" in text and "vl_norm vs dapo" in text
