@@ -40,7 +40,7 @@ from pages.training_common import (
 )
 from vlsim import sweep as sw
 from vlsim.aggregators import AGGREGATORS, ALPHA_RANGE
-from vlsim.config import format_errors, preset_config
+from vlsim.config import AggregatorName, Alpha, format_errors, preset_config
 from vlsim.lengths import LengthSpec
 from vlsim.scenario import from_query, to_query
 
@@ -70,10 +70,10 @@ class HypothesisView(BaseModel):
     template: Literal["ab", "alpha", "group_size", "max_len", "grid"] = Field(
         "ab", description="The kind of question."
     )
-    a: str = Field("dapo", description="Aggregator A (the baseline).")
-    b: str = Field("vl_norm", description="Aggregator B.")
-    alpha: float = Field(1.0, description="VL Norm α of the runs that do not sweep it.")
-    alphas: list[float] = Field(
+    a: AggregatorName = Field("dapo", description="Aggregator A (the baseline).")
+    b: AggregatorName = Field("vl_norm", description="Aggregator B.")
+    alpha: Alpha = Field(1.0, description="VL Norm α of the runs that do not sweep it.")
+    alphas: list[Alpha] = Field(
         default_factory=lambda: [0.0, 0.5, 1.0], min_length=1, max_length=12,
         description="α values of the α sweep.",
     )  # fmt: skip
@@ -102,27 +102,9 @@ class HypothesisView(BaseModel):
     )  # fmt: skip
     sweep: str = Field("", max_length=120, description="The sweep being watched.")
 
-    @field_validator("a", "b")
-    @classmethod
-    def _aggregator(cls, name: str) -> str:
-        if name not in AGGREGATORS:
-            raise ValueError(f"unknown aggregator {name!r}")
-        return name
-
-    @field_validator("alpha")
-    @classmethod
-    def _alpha(cls, value: float) -> float:
-        lo, hi = ALPHA_RANGE
-        if not lo <= value <= hi:
-            raise ValueError(f"alpha must be between {lo:g} and {hi:g}")
-        return value
-
     @field_validator("alphas")
     @classmethod
     def _alphas(cls, values: list[float]) -> list[float]:
-        lo, hi = ALPHA_RANGE
-        if any(not lo <= v <= hi for v in values):
-            raise ValueError(f"every alpha must be between {lo:g} and {hi:g}")
         return list(dict.fromkeys(values))
 
     @field_validator("sizes")

@@ -168,7 +168,9 @@ def test_vl_norm_alpha_one_has_the_least_variance(L: np.ndarray, noise: list[flo
 
 @settings(max_examples=40, deadline=None)
 @given(lengths_strategy, alphas)
-def test_vl_norm_is_proportional_to_inverse_power_within_groups(L: np.ndarray, alpha: float) -> None:
+def test_vl_norm_is_proportional_to_inverse_power_within_groups(
+    L: np.ndarray, alpha: float
+) -> None:
     x = weights("vl_norm", L, 500, alpha=alpha)
     ratio = x * L.astype(float) ** alpha
     np.testing.assert_allclose(ratio, ratio[:, :1] * np.ones_like(ratio), rtol=1e-9)

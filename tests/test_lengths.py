@@ -28,17 +28,26 @@ def test_samples_are_integers_in_range_and_reproducible(spec) -> None:
     assert a.shape == (50, 4, 8) and a.dtype == np.int64
     assert a.min() >= 1 and a.max() <= 2048
     np.testing.assert_array_equal(a, sample_lengths(spec, (50, 4, 8), 2048, seed=3))
-    assert not np.array_equal(a, sample_lengths(spec, (50, 4, 8), 2048, seed=4)) or spec.kind == "fixed"
+    assert (
+        not np.array_equal(a, sample_lengths(spec, (50, 4, 8), 2048, seed=4))
+        or spec.kind == "fixed"
+    )
     assert spec.describe()
     assert parse_length_spec(spec.model_dump()) == spec
 
 
 def test_family_means() -> None:
-    assert length_summary(UniformLengths(low=10, high=30), 100)["mean"] == pytest.approx(20, rel=0.01)
-    s = length_summary(parse_length_spec({"kind": "lognormal", "median": 100, "sigma": 0.5}), 10_000)
+    assert length_summary(UniformLengths(low=10, high=30), 100)["mean"] == pytest.approx(
+        20, rel=0.01
+    )
+    s = length_summary(
+        parse_length_spec({"kind": "lognormal", "median": 100, "sigma": 0.5}), 10_000
+    )
     assert s["median"] == pytest.approx(100, rel=0.02)
     assert s["mean"] == pytest.approx(100 * np.exp(0.5**2 / 2), rel=0.02)
-    pareto = length_summary(parse_length_spec({"kind": "pareto", "minimum": 50, "shape": 1.1}), 4096)
+    pareto = length_summary(
+        parse_length_spec({"kind": "pareto", "minimum": 50, "shape": 1.1}), 4096
+    )
     assert pareto["p95"] > 5 * pareto["median"]  # a long tail
     assert length_summary(parse_length_spec({"kind": "fixed", "length": 9000}), 4096)["at_max"] == 1
 

@@ -30,7 +30,9 @@ def test_monte_carlo_agrees_with_closed_forms(family: dict, rho: float) -> None:
     result = run_lab(cfg)
     for r in result.results:
         # dapo's closed form is second order in 1/N, hence a small relative allowance.
-        assert close(r.scale, r.scale_se, r.scale_theory, rel=0.01 if r.name == "dapo" else 0.002), r
+        assert close(
+            r.scale, r.scale_se, r.scale_theory, rel=0.01 if r.name == "dapo" else 0.002
+        ), r
         assert close(r.noise_variance, r.noise_variance_se, r.noise_variance_theory), r
     assert result.theory_exact
 

@@ -85,18 +85,14 @@ AGGREGATORS: dict[str, AggregatorInfo] = {
 }
 """Registry of the aggregators, keyed by the names the API accepts."""
 
-VL_NORM_BATCH_LATEX = (
-    r"x_{k,i} = \frac{1}{M}\,\frac{L_{k,i}^{-\alpha}}{\sum_{k'=1}^{B}\sum_{j=1}^{G} L_{k',j}^{-\alpha}}"
-)
+VL_NORM_BATCH_LATEX = r"x_{k,i} = \frac{1}{M}\,\frac{L_{k,i}^{-\alpha}}{\sum_{k'=1}^{B}\sum_{j=1}^{G} L_{k',j}^{-\alpha}}"
 """VL Norm with scope='batch' (the released code): normalised over all B*G answers."""
 
 
 def check_name(name: str) -> str:
     """Return the name if it is a known aggregator, else raise a ValueError listing them."""
     if name not in AGGREGATORS:
-        raise ValueError(
-            f"unknown aggregator {name!r}; choose one of: {', '.join(AGGREGATORS)}"
-        )
+        raise ValueError(f"unknown aggregator {name!r}; choose one of: {', '.join(AGGREGATORS)}")
     return name
 
 

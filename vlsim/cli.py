@@ -166,7 +166,9 @@ def format_table(rows: list[dict], columns: list[tuple[str, str, str]]) -> str:
     widths = [max(len(r[i]) for r in cells) for i in range(len(columns))]
     lines = []
     for n, r in enumerate(cells):
-        padded = (c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))
+        padded = (
+            c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))
+        )
         lines.append("  ".join(padded))
         if n == 0:
             lines.append("  ".join("-" * w for w in widths))
@@ -229,7 +231,9 @@ def cmd_lab(args: argparse.Namespace) -> int:
         try:
             point_cfg = sweep_config(cfg, param, value)
         except ValidationError as err:
-            raise CliError(f"sweep value {param}={value:g} is invalid:\n{format_errors(err)}") from err
+            raise CliError(
+                f"sweep value {param}={value:g} is invalid:\n{format_errors(err)}"
+            ) from err
         result = run_lab(point_cfg)
         for row in result.table():
             points.append({param: value, "mean_length": result.mean_length, **row})

@@ -9,15 +9,28 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
-from vlsim.aggregators import AGGREGATORS, ALPHA_RANGE
+from vlsim.aggregators import AGGREGATORS, check_alpha, check_name
 from vlsim.countdown import TaskConfig, TraceConfig
 from vlsim.lengths import LengthSpec, ParetoLengths
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
+
+Alpha = Annotated[float, AfterValidator(check_alpha)]
+"""VL Norm's exponent alpha, checked to lie in vlsim.aggregators.ALPHA_RANGE."""
+AggregatorName = Annotated[str, AfterValidator(check_name)]
+"""A name registered in vlsim.aggregators.AGGREGATORS."""
 
 
 MAX_LAB_ANSWERS = 50_000_000
@@ -67,11 +80,11 @@ class LabConfig(BaseModel):
     std_normalize: bool = Field(
         True, description="Divide group advantages by the reward std (GRPO) or not (Dr. GRPO)."
     )
-    alpha: float = Field(1.0, description="VL Norm exponent: weights proportional to L^-alpha.")
+    alpha: Alpha = Field(1.0, description="VL Norm exponent: weights proportional to L^-alpha.")
     scope: Literal["group", "batch"] = Field(
         "group", description="VL Norm normalises per group (paper) or per batch (released code)."
     )
-    aggregators: list[str] = Field(
+    aggregators: list[AggregatorName] = Field(
         default_factory=lambda: list(AGGREGATORS),
         min_length=1,
         description="Aggregators to evaluate.",
@@ -81,14 +94,6 @@ class LabConfig(BaseModel):
         description="'exact' samples each answer's noise sum in closed form; 'tokens' simulates every token (slow; for checking).",
     )
     seed: int = Field(0, ge=0, description="Random seed: the same seed gives the same numbers.")
-
-    @field_validator("alpha")
-    @classmethod
-    def _alpha_range(cls, value: float) -> float:
-        lo, hi = ALPHA_RANGE
-        if not lo <= value <= hi:
-            raise ValueError(f"alpha must be between {lo:g} and {hi:g}")
-        return value
 
     @model_validator(mode="after")
     def _bounded_work(self) -> LabConfig:
@@ -102,12 +107,7 @@ class LabConfig(BaseModel):
 
     @field_validator("aggregators")
     @classmethod
-    def _known_aggregators(cls, names: list[str]) -> list[str]:
-        unknown = [n for n in names if n not in AGGREGATORS]
-        if unknown:
-            raise ValueError(
-                f"unknown aggregator(s) {', '.join(unknown)}; choose from {', '.join(AGGREGATORS)}"
-            )
+    def _drop_repeats(cls, names: list[str]) -> list[str]:
         return list(dict.fromkeys(names))
 
 
@@ -212,8 +212,8 @@ class TrainConfig(BaseModel):
     lr: float = Field(1e-3, gt=0, le=1, description="RL learning rate (AdamW).")
     weight_decay: float = Field(0.0, ge=0, le=1, description="AdamW weight decay in RL.")
     temperature: float = Field(1.0, gt=0, le=10, description="Sampling temperature of rollouts.")
-    aggregator: str = Field("grpo", description="How token losses become one scalar.")
-    alpha: float = Field(1.0, description="VL Norm exponent (weights ~ L^-alpha).")
+    aggregator: AggregatorName = Field("grpo", description="How token losses become one scalar.")
+    alpha: Alpha = Field(1.0, description="VL Norm exponent (weights ~ L^-alpha).")
     scope: Literal["group", "batch"] = Field("group", description="VL Norm normalisation scope.")
     std_normalize: bool = Field(
         True, description="Divide advantages by the group's reward std (GRPO) or not (Dr. GRPO)."
@@ -252,21 +252,6 @@ class TrainConfig(BaseModel):
         0, ge=0, le=256, description="torch CPU threads (0 = leave torch's default)."
     )
     seed: int = Field(0, ge=0, description="Seed of the policy init, sampling and problem order.")
-
-    @field_validator("aggregator")
-    @classmethod
-    def _known_aggregator(cls, name: str) -> str:
-        if name not in AGGREGATORS:
-            raise ValueError(f"unknown aggregator {name!r}; choose from {', '.join(AGGREGATORS)}")
-        return name
-
-    @field_validator("alpha")
-    @classmethod
-    def _alpha_range(cls, value: float) -> float:
-        lo, hi = ALPHA_RANGE
-        if not lo <= value <= hi:
-            raise ValueError(f"alpha must be between {lo:g} and {hi:g}")
-        return value
 
     @field_validator("device")
     @classmethod

@@ -182,7 +182,13 @@ class EmpiricalLengths(_LengthBase):
 
 
 LengthSpec = Annotated[
-    FixedLengths | UniformLengths | NormalLengths | LogNormalLengths | MixtureLengths | ParetoLengths | EmpiricalLengths,
+    FixedLengths
+    | UniformLengths
+    | NormalLengths
+    | LogNormalLengths
+    | MixtureLengths
+    | ParetoLengths
+    | EmpiricalLengths,
     Field(discriminator="kind"),
 ]
 """Any length distribution; pydantic picks the family from its `kind` field."""

@@ -49,7 +49,9 @@ class AggregatorResult(BaseModel):
     display_name: str = Field(description="Name for charts.")
     scale: float = Field(description="M E[sum x]: 1 = the step size of the unbiased aggregators.")
     scale_se: float
-    scale_theory: float = Field(description="Closed form of the scale from the length distribution.")
+    scale_theory: float = Field(
+        description="Closed form of the scale from the length distribution."
+    )
     scale_drift: float = Field(description="Std of M sum x across batches (0 = constant step).")
     variance: float = Field(description="Total E||g - E g||^2 per unit scale (noise + rewards).")
     variance_se: float
@@ -83,8 +85,12 @@ class LabResult(BaseModel):
     mean_length: float
     std_length: float
     mean_accuracy: float = Field(description="Mean correctness p_bar of the answers.")
-    mean_sq_advantage: float = Field(description="E[A^2] observed (its closed form is exact for kappa = 0).")
-    theory_exact: bool = Field(description="True when the closed forms' assumptions hold (kappa = 0).")
+    mean_sq_advantage: float = Field(
+        description="E[A^2] observed (its closed form is exact for kappa = 0)."
+    )
+    theory_exact: bool = Field(
+        description="True when the closed forms' assumptions hold (kappa = 0)."
+    )
     results: list[AggregatorResult]
 
     def by_name(self) -> dict[str, AggregatorResult]:
