@@ -81,7 +81,7 @@ def test_policy_loss_equals_aggregate_of_the_clipped_token_losses(warm_cache) ->
     # On-policy (ratio = 1): token loss is -A, so dapo's loss is -sum_i A_i L_i / sum L.
     L = ro.lengths.float()
     expected = -(adv * L).sum() / L.sum()
-    assert float(loss) == pytest.approx(float(expected), abs=1e-4)
+    assert loss.item() == pytest.approx(float(expected), abs=1e-4)
     assert stats["losses/clip_fraction"] == pytest.approx(0.0, abs=1e-6)
 
 
