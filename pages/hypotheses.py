@@ -286,6 +286,7 @@ def bands_figure(
                     x=xs + xs[::-1],
                     y=band["high"].tolist() + band["low"].tolist()[::-1],
                     fill="toself",
+                    mode="lines",  # plotly's default adds markers to short traces
                     fillcolor=_rgba(color, 0.15),
                     line={"width": 0},
                     hoverinfo="skip",
@@ -434,7 +435,9 @@ with st.expander("Length setting: warm-start trace lengths", expanded=False):
     length_family_widgets(LENGTH_KEY)
 
 st.subheader("Seeds and budget")
-c1, c2, c3, c4, c5 = st.columns(5, vertical_alignment="bottom")
+c1, c2, c3, c4, c5 = st.columns(
+    [1, 1, 1, 2, 1], vertical_alignment="bottom"
+)  # the accuracy labels are long
 with c1:
     st.number_input("seeds", 1, 20, key=f"{K}seeds", help="Runs per condition, seeds 0, 1, ...")
 with c2:

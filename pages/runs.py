@@ -305,17 +305,22 @@ if selected:
         float(st.session_state[f"{K}threshold"]),
         baseline=names.get(st.session_state[f"{K}baseline"]),
     )
+    formats = {  # column: (header, format); a run without a value shows a dash, not "None"
+        "steps": ("RL steps", "{:.0f}"),
+        "seconds": ("seconds", "{:.0f}"),
+        "last_step": ("last step", "{:.0f}"),
+        "speedup_steps": ("× faster (steps)", "{:.2f}"),
+        "speedup_seconds": ("× faster (seconds)", "{:.2f}"),
+    }
+    shown = table.copy()
+    for column, (_, fmt) in formats.items():
+        if column in shown:
+            shown[column] = [fmt.format(v) if pd.notna(v) else "—" for v in table[column]]
     st.dataframe(
-        table,
+        shown,
         hide_index=True,
         width="stretch",
-        column_config={
-            "steps": st.column_config.NumberColumn("RL steps", format="%d"),
-            "seconds": st.column_config.NumberColumn("seconds", format="%.0f"),
-            "last_step": st.column_config.NumberColumn("last step", format="%d"),
-            "speedup_steps": st.column_config.NumberColumn("× faster (steps)", format="%.2f"),
-            "speedup_seconds": st.column_config.NumberColumn("× faster (seconds)", format="%.2f"),
-        },
+        column_config={c: st.column_config.TextColumn(h) for c, (h, _) in formats.items()},
         key=f"{K}speedup",
     )
     fastest = table.dropna(subset=["steps"]).sort_values("steps")

@@ -246,8 +246,9 @@ def test_runs_page_overlay_and_speedup(data_dir) -> None:
     assert len(table) == 2
     vl = next(i for i in table.index if i.startswith(f"#{ids['vl_norm']} "))
     gr = next(i for i in table.index if i.startswith(f"#{ids['grpo']} "))
-    assert table.loc[vl, "steps"] == 20  # 0.1 + 0.03 * 20 >= 0.55
+    assert table.loc[vl, "steps"] == "20"  # 0.1 + 0.03 * 20 >= 0.55
     assert table.loc[gr, "reached"] == "not reached"
+    assert table.loc[gr, "steps"] == "—"  # no value: a dash, not "None"
     assert "runs" in at.query_params and "threshold" in at.query_params
 
 
