@@ -67,7 +67,7 @@ def test_defaults_show_the_plan_and_a_clean_url(data_dir) -> None:
     assert not at.error and not at.warning
     plan = next(c.value for c in at.caption if "runs of" in c.value)
     assert "Does VL Norm reach" in plan and "DAPO" in plan
-    assert "2 conditions × 3 seeds = 6 runs of 60 RL steps" in plan
+    assert "2 conditions × 3 seeds = 6 runs of 200 RL steps" in plan
     assert not launch_button(at).disabled
     assert params(at) == {}
 
