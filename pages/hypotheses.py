@@ -609,12 +609,8 @@ def watch(name: str) -> None:
     if len(report.probes):
         st.markdown("**Gradient probes across seeds** (variance and CV per aggregator, mean [CI])")
         st.dataframe(pd.DataFrame(sw.probe_rows(report.probes)), hide_index=True, width="stretch")
-        slopes = report.probes[report.probes["stat"] == "length_variance_slope"]
-        for r in slopes.to_dict("records"):
-            st.caption(
-                f"Length-variance slope, {r['condition']}: {r['mean']:.2f} "
-                f"[{r['low']:.2f}, {r['high']:.2f}] over {r['n']} seeds (1 = Var(g) grows like L)."
-            )
+        for sentence in sw.slope_sentences(report.probes):
+            st.caption(sentence[0].upper() + sentence[1:])
     for note in report.notes:
         st.caption(note)
     with st.expander("Runs of this sweep"):

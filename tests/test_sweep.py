@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -32,6 +33,7 @@ from vlsim.sweep import (
     load_spec,
     parse_spec,
     run_sweep,
+    slope_sentences,
     stored_runs,
 )
 
@@ -382,3 +384,16 @@ def test_next_run_avoids_waiting_on_a_shared_warm_start() -> None:
     assert _next_index(queue, [(plan[0], 1)]) == 1
     assert _next_index(queue, []) == 0  # plan order when nothing runs
     assert _next_index(queue[:1], [(plan[0], 1)]) == 0  # nothing else left: wait
+
+
+def test_slope_sentences_one_per_condition():
+    probes = pd.DataFrame(
+        [
+            {"stat": "length_variance_slope", "condition": "vl_norm", "mean": 1.1, "low": 0.9,
+             "high": 1.3, "n": 3},
+            {"stat": "cv", "condition": "vl_norm", "mean": 2.0, "low": 1.0, "high": 3.0, "n": 3},
+        ]
+    )  # fmt: skip
+    assert slope_sentences(probes) == [
+        "length-variance slope (vl_norm): 1.1 [0.9, 1.3] over 3 seeds (1 = Var(g) grows like L)"
+    ]

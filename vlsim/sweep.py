@@ -1409,6 +1409,16 @@ def build_report(store: Store, spec: SweepSpec) -> SweepReport:
     )
 
 
+def slope_sentences(probes: pd.DataFrame) -> list[str]:
+    """One line per condition: its length-variance slope (Figure 4) with a CI across seeds."""
+    slopes = probes[probes["stat"] == "length_variance_slope"]
+    return [
+        f"length-variance slope ({r['condition']}): {_ci(r['mean'], r['low'], r['high'])}"
+        f" over {r['n']} seeds (1 = Var(g) grows like L)"
+        for r in slopes.to_dict("records")
+    ]
+
+
 def _ci(
     value: float,
     low: float,
@@ -1496,12 +1506,7 @@ def format_report(report: SweepReport) -> str:
             ("condition", "condition", ""), ("aggregator", "aggregator", ""),
             ("variance", "variance", ""), ("cv", "CV", ""), ("n", "seeds", ""),
         ]))  # fmt: skip
-        slopes = report.probes[report.probes["stat"] == "length_variance_slope"]
-        for r in slopes.to_dict("records"):
-            lines.append(
-                f"length-variance slope ({r['condition']}): {_ci(r['mean'], r['low'], r['high'])}"
-                f" over {r['n']} seeds (1 = Var(g) grows like L)"
-            )
+        lines += slope_sentences(report.probes)
     for note in report.notes:
         lines.append(f"note: {note}")
     return "\n".join(lines)
