@@ -309,7 +309,9 @@ PRESETS: dict[str, dict[str, Any]] = {
             "wrong_rate": 0.3,
             "length_correctness_slope": 1.5,
         },
-        "lr": 5e-4,
+        # 3e-4: +25 to +34 held-out points in 10 min for grpo, dapo, dr_grpo and vl_norm;
+        # at 5e-4 grpo and vl_norm answers grow long late in training and accuracy falls back.
+        "lr": 3e-4,
     },
     "long": {
         "task": {"n_numbers": 2, "high": 20, "max_target": 100, "n_train": 400, "n_test": 96},
@@ -321,7 +323,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         },
         "sft_steps": 800,
         "steps": 400,
-        "lr": 5e-4,
+        "lr": 3e-4,
     },
 }
 """Named starting points: overrides of TrainConfig's defaults. Fields given later override."""
