@@ -46,7 +46,7 @@ from vlsim.aggregators import AGGREGATORS, ALPHA_RANGE
 from vlsim.analysis import format_seconds, progress
 from vlsim.config import PRESETS, ProbeConfig, TrainConfig, format_errors, preset_config
 from vlsim.countdown import TaskConfig, TraceConfig
-from vlsim.scenario import from_query, to_query
+from vlsim.scenario import from_query, parent_of, to_query
 
 ensure_app_navigation()
 
@@ -123,9 +123,7 @@ def _get(obj, path: str):
 
 def _set(data: dict, path: str, value) -> None:
     parts = path.split(".")
-    for part in parts[:-1]:
-        data = data.setdefault(part, {})
-    data[parts[-1]] = value
+    parent_of(data, parts)[parts[-1]] = value
 
 
 def widget_values(cfg: TrainConfig) -> dict:

@@ -17,7 +17,7 @@ import math
 import re
 import types
 import typing
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from itertools import combinations
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 
@@ -260,14 +260,19 @@ def _resolve(
     return "not a setting name"  # pragma: no cover (loop always returns)
 
 
-def _set(data: dict, path: tuple[str, ...], value: Any) -> None:
+def parent_of(data: dict, path: Sequence[str]) -> dict:
+    """The dict that holds path's last key, creating (or replacing non-dict) parents on the way."""
     for part in path[:-1]:
         child = data.get(part)
         if not isinstance(child, dict):
             child = {}
             data[part] = child
         data = child
-    data[path[-1]] = value
+    return data
+
+
+def _set(data: dict, path: tuple[str, ...], value: Any) -> None:
+    parent_of(data, path)[path[-1]] = value
 
 
 def _build(defaults: dict, items: Iterable[_Resolved]) -> dict:

@@ -52,6 +52,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from vlsim import stats
 from vlsim.config import PRESETS, LabConfig, TrainConfig, format_errors, preset_config
+from vlsim.scenario import parent_of
 from vlsim.store import RunInfo, Store
 
 GROUP_PREFIX = "sweep/"
@@ -286,13 +287,7 @@ class PlannedRun:
 def _set_path(data: dict[str, Any], dotted: str, value: Any) -> None:
     """Set a dotted field; a dict merges into a dict of the same 'kind', anything else replaces."""
     parts = dotted.split(".")
-    node = data
-    for part in parts[:-1]:
-        child = node.get(part)
-        if not isinstance(child, dict):
-            child = {}
-            node[part] = child
-        node = child
+    node = parent_of(data, parts)
     leaf = parts[-1]
     old = node.get(leaf)
     if (
