@@ -357,7 +357,7 @@ try:
         grad_accum_steps=st.session_state["fw.grad_accum_steps"],
         num_processes=st.session_state["fw.num_processes"],
         max_len=st.session_state["fw.max_len"],
-        verl_engine=st.session_state["fw.verl_engine"] if framework == "verl" else "new",
+        verl_engine=st.session_state["fw.verl_engine"] if framework == "verl" else "legacy",
         norm_width=st.session_state["fw.norm_width"] if framework == "verl" else "configured",
         loss_scale_factor=scale_factor or None,
     )

@@ -14,6 +14,7 @@ from vlsim.aggregators import weights as agg_weights
 from vlsim.frameworks import (
     FRAMEWORK_MODES,
     FRAMEWORK_VERSIONS,
+    VERL_SOURCES,
     FrameworkView,
     TrainerSetup,
     answer_layout,
@@ -44,6 +45,9 @@ def assert_weights(actual: np.ndarray, expected: list[F]) -> None:
 # ---------------------------------------------------------------- hand-computed cases
 # P = 1, GA = 2, b = 2, lengths [1, 3, 2, 6], M = 8; B = 4, 12 tokens in the step.
 
+NEW = {"verl_engine": "new"}
+V07 = {"verl_version": "0.7"}
+
 HAND_CASES = [
     # TRL grpo: micro-batch mean of 1/L, / GA  -> 1/(b L GA) = 1/(4 L)
     (("trl", "grpo", {}), [F(1, 4), F(1, 12), F(1, 8), F(1, 24)]),
@@ -53,25 +57,46 @@ HAND_CASES = [
     (("trl", "dr_grpo", {}), [F(1, 32)] * 4),
     # TRL dapo: 1/(12 tokens / P), no / GA
     (("trl", "dapo", {}), [F(1, 12)] * 4),
+    # verl token-mean, legacy worker (the default): like bnpo
+    (("verl", "token-mean", {}), [F(1, 8), F(1, 8), F(1, 16), F(1, 16)]),
     # verl token-mean, new engine: P / 12, then / P
-    (("verl", "token-mean", {}), [F(1, 12)] * 4),
-    # verl token-mean, legacy: like bnpo
-    (("verl", "token-mean", {"verl_engine": "legacy"}), [F(1, 8), F(1, 8), F(1, 16), F(1, 16)]),
+    (("verl", "token-mean", NEW), [F(1, 12)] * 4),
+    # seq-mean-token-mean: legacy 1/(b L) / GA, new P/(B L): both 1/(4 L)
     (("verl", "seq-mean-token-mean", {}), [F(1, 4), F(1, 12), F(1, 8), F(1, 24)]),
-    # verl seq-mean-token-sum: 1/b, / GA -> 1/4
+    (("verl", "seq-mean-token-mean", NEW), [F(1, 4), F(1, 12), F(1, 8), F(1, 24)]),
+    # seq-mean-token-sum: legacy 1/b / GA, new P/B: both 1/4
     (("verl", "seq-mean-token-sum", {}), [F(1, 4)] * 4),
-    # seq-mean-token-sum-norm, configured width: 1/(b M), / GA -> 1/32
+    (("verl", "seq-mean-token-sum", NEW), [F(1, 4)] * 4),
+    # seq-mean-token-sum-norm, verl 0.8, configured width: 1/(b M), / GA -> 1/32
     (("verl", "seq-mean-token-sum-norm", {}), [F(1, 32)] * 4),
+    (("verl", "seq-mean-token-sum-norm", NEW), [F(1, 32)] * 4),
     # padded width: micro-batch widths 3 and 6 -> 1/(2*3*2), 1/(2*6*2)
     (
         ("verl", "seq-mean-token-sum-norm", {"norm_width": "padded"}),
         [F(1, 12), F(1, 12), F(1, 24), F(1, 24)],
     ),
-    # loss_scale_factor = 4 wins over the width: 1/(2*4*2)
+    # legacy worker: loss_scale_factor never reaches agg_loss, the width M = 8 applies
+    (("verl", "seq-mean-token-sum-norm", {"loss_scale_factor": 4}), [F(1, 32)] * 4),
+    # new engine: loss_scale_factor = 4 wins over the width: P/(B C) = 1/16
     (
-        ("verl", "seq-mean-token-sum-norm", {"loss_scale_factor": 4, "norm_width": "padded"}),
+        (
+            "verl",
+            "seq-mean-token-sum-norm",
+            {**NEW, "loss_scale_factor": 4, "norm_width": "padded"},
+        ),
         [F(1, 16)] * 4,
     ),
+    # verl 0.7, legacy: torch.sum(seq_losses) / M, / GA -> 1/(8*2): b = 2 times Dr. GRPO
+    (("verl", "seq-mean-token-sum-norm", V07), [F(1, 16)] * 4),
+    # verl 0.7, legacy, padded widths 3 and 6: 1/(3*2), 1/(6*2)
+    (
+        ("verl", "seq-mean-token-sum-norm", {**V07, "norm_width": "padded"}),
+        [F(1, 6), F(1, 6), F(1, 12), F(1, 12)],
+    ),
+    # verl 0.7, new engine: torch.sum(seq_losses) / M, no / GA, no dp_size -> 1/8
+    (("verl", "seq-mean-token-sum-norm", {**V07, **NEW}), [F(1, 8)] * 4),
+    # verl 0.7, new engine, loss_scale_factor = 4: 1/4
+    (("verl", "seq-mean-token-sum-norm", {**V07, **NEW, "loss_scale_factor": 4}), [F(1, 4)] * 4),
 ]
 
 
@@ -97,6 +122,28 @@ def test_hand_computed_two_processes():
     assert_weights(grpo, [F(1, 4), F(1, 12), F(1, 8), F(1, 24)])
     dr = effective_weights(setup_of("trl", "dr_grpo", P=2, GA=1), LENGTHS)
     assert_weights(dr, [F(1, 32)] * 4)
+
+
+def test_hand_computed_verl_07_sum_grows_with_micro_batch():
+    # P = 1, GA = 2, b = 3, M = 8: Dr. GRPO's weight is 1/(B M) = 1/48.
+    lengths = [1, 2, 3, 4, 5, 6]
+    legacy = effective_weights(
+        setup_of("verl", "seq-mean-token-sum-norm", GA=2, b=3, verl_version="0.7"), lengths
+    )
+    assert_weights(legacy, [F(1, 16)] * 6)  # 1/(M GA) = b = 3 times 1/48
+    new = effective_weights(
+        setup_of("verl", "seq-mean-token-sum-norm", GA=2, b=3, verl_version="0.7", **NEW),
+        lengths,
+    )
+    assert_weights(new, [F(1, 8)] * 6)  # 1/M = GA * b = 6 times 1/48
+    current = effective_weights(setup_of("verl", "seq-mean-token-sum-norm", GA=2, b=3), lengths)
+    assert_weights(current, [F(1, 48)] * 6)  # verl 0.8: the mean, Dr. GRPO
+    # two processes: the legacy 0.7 weight 1/(M GA P) is still b times Dr. GRPO's
+    two = effective_weights(
+        setup_of("verl", "seq-mean-token-sum-norm", P=2, GA=1, b=2, verl_version="0.7"),
+        [1, 3, 2, 6],
+    )
+    assert_weights(two, [F(1, 16)] * 4)  # 1/(8*1*2) = 2 * 1/(4*8)
 
 
 def test_hand_computed_one_micro_batch_is_batch_token_mean():
@@ -142,12 +189,15 @@ def step(draw):
 EQUIVALENT = [
     ("trl", "grpo", {}, "grpo"),
     ("verl", "seq-mean-token-mean", {}, "grpo"),
-    ("verl", "seq-mean-token-mean", {"verl_engine": "legacy"}, "grpo"),
     ("trl", "dapo", {}, "dapo"),
-    ("verl", "token-mean", {}, "dapo"),
     ("trl", "dr_grpo", {}, "dr_grpo"),
+    ("verl", "seq-mean-token-mean", NEW, "grpo"),
+    ("verl", "token-mean", NEW, "dapo"),
     ("verl", "seq-mean-token-sum-norm", {}, "dr_grpo"),
+    ("verl", "seq-mean-token-sum-norm", NEW, "dr_grpo"),
+    ("verl", "seq-mean-token-sum-norm", {"loss_scale_factor": 3.0}, "dr_grpo"),  # ignored
     ("verl", "seq-mean-token-sum", {}, "seq_sum"),
+    ("verl", "seq-mean-token-sum", NEW, "seq_sum"),
 ]
 
 
@@ -170,11 +220,38 @@ LAYOUT_FREE = [
     ("trl", "grpo", {}),
     ("trl", "dapo", {}),
     ("trl", "dr_grpo", {}),
-    ("verl", "token-mean", {}),
+    ("verl", "token-mean", NEW),
     ("verl", "seq-mean-token-mean", {}),
+    ("verl", "seq-mean-token-mean", NEW),
     ("verl", "seq-mean-token-sum", {}),
+    ("verl", "seq-mean-token-sum", NEW),
     ("verl", "seq-mean-token-sum-norm", {}),
+    ("verl", "seq-mean-token-sum-norm", NEW),
 ]
+
+
+@pytest.mark.parametrize("engine", ["legacy", "new"])
+@settings(max_examples=60, deadline=None)
+@given(data=step())
+def test_verl_07_sum_norm_is_a_multiple_of_dr_grpo(engine, data):
+    P, GA, b, G, max_len, lengths = data
+    s = setup_of(
+        "verl",
+        "seq-mean-token-sum-norm",
+        P=P,
+        GA=GA,
+        b=b,
+        max_len=max_len,
+        verl_engine=engine,
+        verl_version="0.7",
+    )
+    factor = b if engine == "legacy" else GA * b  # legacy 1/(M GA P), new 1/(M P)
+    ref = agg_weights("dr_grpo", lengths.reshape(-1, G), max_len).reshape(-1)
+    np.testing.assert_allclose(effective_weights(s, lengths), factor * ref, rtol=1e-12)
+    view = framework_view(s, lengths, G)
+    assert view.equivalent == "dr_grpo" and view.matches_equivalent
+    assert view.constant_factor == pytest.approx(factor, rel=1e-12)
+    assert any("verl 0.7 sums" in n and f"= {factor} times" in n for n in view.notes)
 
 
 @pytest.mark.parametrize(("framework", "mode", "kw"), LAYOUT_FREE)
@@ -287,13 +364,49 @@ def test_view_bnpo_equivalent_only_with_one_micro_batch():
 
 def test_view_loss_scale_factor_is_a_constant_factor():
     view = framework_view(
-        setup_of("verl", "seq-mean-token-sum-norm", loss_scale_factor=4), LENGTHS, 2
+        setup_of("verl", "seq-mean-token-sum-norm", loss_scale_factor=4, **NEW), LENGTHS, 2
     )
     assert view.equivalent == "dr_grpo"
     assert view.matches_equivalent
     assert view.constant_factor == pytest.approx(M / 4)
     assert view.scale == pytest.approx(2.0)
-    assert any("loss_scale_factor" in n for n in view.notes)
+    assert any("loss_scale_factor = 4" in n and "constant" in n for n in view.notes)
+
+
+def test_view_legacy_worker_ignores_loss_scale_factor():
+    view = framework_view(
+        setup_of("verl", "seq-mean-token-sum-norm", loss_scale_factor=4), LENGTHS, 2
+    )
+    assert view.constant_factor == 1.0 and view.scale == pytest.approx(1.0)  # width M, not 4
+    assert any("never reaches the policy loss" in n for n in view.notes)
+    new = framework_view(
+        setup_of("verl", "seq-mean-token-sum-norm", loss_scale_factor=4, **NEW), LENGTHS, 2
+    )
+    assert not any("never reaches" in n for n in new.notes)
+
+
+def test_verl_defaults_follow_use_legacy_worker_impl_auto():
+    s = setup_of("verl", "token-mean")
+    assert (s.verl_engine, s.verl_version) == ("legacy", "0.8")
+
+
+@pytest.mark.parametrize(
+    ("framework", "kw", "needle"),
+    [
+        ("trl", {}, "huggingface/trl"),
+        ("verl", {}, "legacy worker"),
+        ("verl", NEW, "new engine"),
+        ("verl", V07, "5b98636"),
+        ("verl", {**NEW, **V07}, "5b98636"),
+    ],
+)
+def test_view_names_the_source_it_follows(framework, kw, needle):
+    mode = "dr_grpo" if framework == "trl" else "seq-mean-token-sum-norm"
+    view = framework_view(setup_of(framework, mode, **kw), LENGTHS, 2)
+    assert view.notes[0].startswith("Code path read from ")
+    assert needle in view.notes[0]
+    if framework == "verl":
+        assert view.notes[0].startswith(f"Code path read from verl {view.setup.verl_version}")
 
 
 def test_view_padded_width_is_not_a_constant():
@@ -325,6 +438,8 @@ def test_registries():
         isinstance(d, str) and d for modes in FRAMEWORK_MODES.values() for d in modes.values()
     )
     assert "TRL" in FRAMEWORK_VERSIONS["trl"] and "verl" in FRAMEWORK_VERSIONS["verl"]
+    assert set(VERL_SOURCES) == {(e, v) for e in ("legacy", "new") for v in ("0.7", "0.8")}
+    assert all(text.startswith(f"verl {v}") for (_, v), text in VERL_SOURCES.items())
     for name, info in TrainerSetup.model_fields.items():
         assert info.description, name
 
@@ -392,6 +507,7 @@ def test_bad_sizes_name_the_field(field, value):
         ({"loss_scale_factor": float("nan")}, "loss_scale_factor"),
         ({"norm_width": "widest"}, "norm_width"),
         ({"verl_engine": "old"}, "verl_engine"),
+        ({"verl_version": "0.9"}, "verl_version"),
         ({"framework": "openrlhf"}, "framework"),
         ({"micro_batchsize": 2}, "micro_batchsize"),
     ],
@@ -411,7 +527,13 @@ def test_bad_options(kw, match):
 
 
 @pytest.mark.parametrize(
-    "kw", [{"loss_scale_factor": 4.0}, {"norm_width": "padded"}, {"verl_engine": "legacy"}]
+    "kw",
+    [
+        {"loss_scale_factor": 4.0},
+        {"norm_width": "padded"},
+        {"verl_engine": "new"},
+        {"verl_version": "0.7"},
+    ],
 )
 def test_verl_options_rejected_for_trl(kw):
     with pytest.raises(ValueError, match="verl"):

@@ -21,7 +21,8 @@ Settings names: TRL's b is `per_device_train_batch_size`, GA `gradient_accumulat
 processes and M `max_completion_length`. verl's b is `ppo_micro_batch_size_per_gpu`, GA the
 per-GPU mini-batch divided by b, P the data-parallel size and M `data.max_response_length`.
 
-The mapping was read from the trainers' sources (see FRAMEWORK_VERSIONS); versions drift.
+The mapping was read from the trainers' sources (vlsim.framework_sources);
+versions drift.
 """
 
 from __future__ import annotations
@@ -35,53 +36,28 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from vlsim.aggregators import check_lengths
 from vlsim.aggregators import weights as aggregator_weights
+from vlsim.framework_sources import (
+    FRAMEWORK_MODES,
+    FRAMEWORK_VERSIONS,
+    TRL_SOURCE,
+    VERL_SOURCES,
+    Framework,
+    VerlEngine,
+    VerlVersion,
+)
 
-Framework = Literal["trl", "verl"]
-
-FRAMEWORK_VERSIONS: dict[str, str] = {
-    "trl": "TRL 1.x (2026)",
-    "verl": "verl 0.5+ (2026)",
-}
-"""Which trainer versions the mapping below was read from (the UI shows it)."""
-
-FRAMEWORK_MODES: dict[str, dict[str, str]] = {
-    "trl": {
-        "grpo": (
-            "Per micro-batch: each answer's token losses averaged over its own tokens, then "
-            "averaged over the micro-batch's answers, then divided by GA."
-        ),
-        "bnpo": (
-            "Per micro-batch: sum of token losses divided by the micro-batch's own token count, "
-            "then divided by GA."
-        ),
-        "dr_grpo": (
-            "Per micro-batch: sum of token losses divided by b * max_completion_length, then "
-            "divided by GA."
-        ),
-        "dapo": (
-            "Per micro-batch: sum of token losses divided by (tokens of the whole step / P); "
-            "no division by GA, the divisor already covers the step."
-        ),
-    },
-    "verl": {
-        "token-mean": (
-            "Sum of token losses divided by the token count of the whole step (new engine), or "
-            "by the micro-batch's own token count and then by GA (legacy engine)."
-        ),
-        "seq-mean-token-mean": (
-            "Per micro-batch: each answer's token losses averaged over its own tokens, then "
-            "averaged over the answers."
-        ),
-        "seq-mean-token-sum": (
-            "Per micro-batch: each answer's token losses summed, then averaged over the answers."
-        ),
-        "seq-mean-token-sum-norm": (
-            "As seq-mean-token-sum, then divided by C = loss_scale_factor if set, else the "
-            "width of the loss mask (the configured max length, or the padded width)."
-        ),
-    },
-}
-"""Per framework: loss mode -> what the trainer's code does with one micro-batch."""
+__all__ = [
+    "FRAMEWORK_MODES",
+    "FRAMEWORK_VERSIONS",
+    "TRL_SOURCE",
+    "VERL_SOURCES",
+    "FrameworkView",
+    "TrainerSetup",
+    "answer_layout",
+    "check_step_lengths",
+    "effective_weights",
+    "framework_view",
+]
 
 _EPS = 1e-9  # relative tolerance for "the same weights"
 
@@ -138,26 +114,37 @@ class TrainerSetup(BaseModel):
         ),
         json_schema_extra={"minimum": 1},
     )
-    verl_engine: Literal["new", "legacy"] = Field(
-        "new",
+    verl_engine: VerlEngine = Field(
+        "legacy",
         description=(
-            "verl only. 'new': token-mean divides by the token count of the whole step; "
-            "'legacy': by the micro-batch's token count, then by GA."
+            "verl only: the worker path. 'legacy' is what verl runs by default "
+            "(trainer.use_legacy_worker_impl: auto or enable): each micro-batch is normalised "
+            "on its own, then divided by GA. 'new' (use_legacy_worker_impl: disable): "
+            "normalised by the token and answer counts of the whole step."
+        ),
+    )
+    verl_version: VerlVersion = Field(
+        "0.8",
+        description=(
+            "verl only: '0.8' (PR #5417 onward): seq-mean-token-sum-norm averages the answers' "
+            "token sums, then divides by C. '0.7' and older: it sums them over the "
+            "micro-batch, then divides by C (b times Dr. GRPO's weight in the legacy worker)."
         ),
     )
     norm_width: Literal["configured", "padded"] = Field(
         "configured",
         description=(
-            "verl seq-mean-token-sum-norm only, when loss_scale_factor is not set: divide by "
-            "the configured max length ('configured') or by the micro-batch's padded width, "
-            "its longest answer ('padded')."
+            "verl seq-mean-token-sum-norm only, when no loss_scale_factor applies: the loss "
+            "mask is as wide as the configured max length ('configured') or as the "
+            "micro-batch's longest answer ('padded')."
         ),
     )
     loss_scale_factor: float | None = Field(
         None,
         description=(
-            "verl only: the constant C that seq-mean-token-sum-norm divides by; when set it "
-            "replaces the width."
+            "verl only: actor.loss_scale_factor, the constant C that seq-mean-token-sum-norm "
+            "divides by. Only the new engine passes it to the loss; the legacy worker ignores "
+            "it and divides by the mask width."
         ),
         json_schema_extra={"exclusiveMinimum": 0},
     )
@@ -214,10 +201,10 @@ class TrainerSetup(BaseModel):
                     "norm_width='padded' is a verl option; TRL's dr_grpo always divides by the "
                     "configured max_completion_length. Use norm_width='configured' for TRL."
                 )
-            if self.verl_engine != "new":
+            if self.verl_engine != "legacy" or self.verl_version != "0.8":
                 raise ValueError(
-                    "verl_engine='legacy' is a verl option and means nothing for TRL; leave "
-                    "verl_engine at 'new' for TRL."
+                    "verl_engine and verl_version are verl options and mean nothing for TRL; "
+                    "leave them at their defaults ('legacy', '0.8') for TRL."
                 )
         return self
 
@@ -270,40 +257,90 @@ def _micro_batch_loss(
     token count of the whole step (all processes, all micro-batches), the number that TRL
     gathers as num_items_in_batch and verl's new engine as batch_num_tokens.
     """
+    if setup.framework == "trl":
+        return _trl_micro_batch_loss(setup, mb_lengths, step_tokens)
+    if setup.verl_engine == "legacy":
+        return _verl_legacy_micro_batch_loss(setup, mb_lengths)
+    return _verl_new_micro_batch_loss(setup, mb_lengths, step_tokens)
+
+
+def _trl_micro_batch_loss(
+    setup: TrainerSetup, mb_lengths: np.ndarray, step_tokens: int
+) -> tuple[np.ndarray, bool]:
+    """TRL GRPOTrainer._compute_loss for one micro-batch (see TRL_SOURCE)."""
     L = mb_lengths.astype(np.float64)  # (b,)
     b = L.size
-    P = setup.num_processes
     mode = setup.loss_mode
-    if setup.framework == "trl":
-        if mode == "grpo":  # ((l*m).sum(-1) / m.sum(-1)).mean() / GA
-            return 1.0 / (b * L), True
-        if mode == "bnpo":  # (l*m).sum() / m.sum() / GA
-            return np.full(b, 1.0 / L.sum()), True
-        if mode == "dr_grpo":  # (l*m).sum() / (b * max_completion_length) / GA
-            return np.full(b, 1.0 / (b * setup.max_len)), True
-        if mode == "dapo":  # (l*m).sum() / (num_items_in_batch / P), no / GA
-            return np.full(b, 1.0 / (step_tokens / P)), False
-    else:
-        if mode == "token-mean":
-            if setup.verl_engine == "new":  # masked_sum / batch_num_tokens * dp_size
-                return np.full(b, P / step_tokens), False
-            return np.full(b, 1.0 / L.sum()), True  # masked_mean of the micro-batch, / GA
-        if mode == "seq-mean-token-mean":  # mean_i (sum_t l m / sum_t m), / GA
-            return 1.0 / (b * L), True
-        if mode == "seq-mean-token-sum":  # mean_i sum_t l m, / GA
-            return np.full(b, 1.0 / b), True
-        if mode == "seq-mean-token-sum-norm":  # mean_i (sum_t l m / C), / GA
-            return np.full(b, 1.0 / (b * _norm_divisor(setup, mb_lengths))), True
-    raise ValueError(f"unknown loss_mode {mode!r} for framework {setup.framework!r}")
+    if mode == "grpo":  # ((l*m).sum(-1) / m.sum(-1)).mean() / GA
+        return 1.0 / (b * L), True
+    if mode == "bnpo":  # (l*m).sum() / m.sum() / GA
+        return np.full(b, 1.0 / L.sum()), True
+    if mode == "dr_grpo":  # (l*m).sum() / (b * max_completion_length) / GA
+        return np.full(b, 1.0 / (b * setup.max_len)), True
+    if mode == "dapo":  # (l*m).sum() / (num_items_in_batch / P), no / GA
+        return np.full(b, 1.0 / (step_tokens / setup.num_processes)), False
+    raise ValueError(f"unknown TRL loss_type {mode!r}")
+
+
+def _verl_legacy_micro_batch_loss(
+    setup: TrainerSetup, mb_lengths: np.ndarray
+) -> tuple[np.ndarray, bool]:
+    """verl's legacy worker: agg_loss on the micro-batch alone, then * 1/GA (VERL_SOURCES).
+
+    global_batch_info is empty here, so agg_loss falls back to the micro-batch's own token
+    and answer counts, dp_size = 1 and C = loss_mask.shape[-1] (loss_scale_factor unused).
+    """
+    L = mb_lengths.astype(np.float64)  # (b,)
+    b = L.size
+    mode = setup.loss_mode
+    if mode == "token-mean":  # masked_sum / loss_mask.sum()
+        return np.full(b, 1.0 / L.sum()), True
+    if mode == "seq-mean-token-mean":  # sum_i (sum_t l m / sum_t m) / b
+        return 1.0 / (b * L), True
+    if mode == "seq-mean-token-sum":  # sum_i sum_t l m / b
+        return np.full(b, 1.0 / b), True
+    if mode == "seq-mean-token-sum-norm":
+        width = _mask_width(setup, mb_lengths)
+        if setup.verl_version == "0.7":  # torch.sum(seq_losses) / C
+            return np.full(b, 1.0 / width), True
+        return np.full(b, 1.0 / (b * width)), True  # seq-mean, then / C
+    raise ValueError(f"unknown verl loss_agg_mode {mode!r}")
+
+
+def _verl_new_micro_batch_loss(
+    setup: TrainerSetup, mb_lengths: np.ndarray, step_tokens: int
+) -> tuple[np.ndarray, bool]:
+    """verl's new engine: agg_loss with the step's global counts and dp_size, no / GA."""
+    L = mb_lengths.astype(np.float64)  # (b,)
+    b = L.size
+    P, B = setup.num_processes, setup.num_answers
+    mode = setup.loss_mode
+    if mode == "token-mean":  # masked_sum / batch_num_tokens * dp_size
+        return np.full(b, P / step_tokens), False
+    if mode == "seq-mean-token-mean":  # sum_i token-mean_i / global_batch_size * dp_size
+        return P / (B * L), False
+    if mode == "seq-mean-token-sum":  # sum_i token-sum_i / global_batch_size * dp_size
+        return np.full(b, P / B), False
+    if mode == "seq-mean-token-sum-norm":
+        c = _norm_divisor(setup, mb_lengths)
+        if setup.verl_version == "0.7":  # torch.sum(seq_losses) / C: no global count
+            return np.full(b, 1.0 / c), False
+        return np.full(b, P / (B * c)), False  # seq-mean over the step, then / C
+    raise ValueError(f"unknown verl loss_agg_mode {mode!r}")
+
+
+def _mask_width(setup: TrainerSetup, mb_lengths: np.ndarray) -> float:
+    """loss_mask.shape[-1] of one micro-batch: the configured max length or its longest answer."""
+    if setup.norm_width == "padded":
+        return float(mb_lengths.max())
+    return float(setup.max_len)
 
 
 def _norm_divisor(setup: TrainerSetup, mb_lengths: np.ndarray) -> float:
-    """C of verl's seq-mean-token-sum-norm for one micro-batch."""
+    """C of seq-mean-token-sum-norm in the new engine: loss_scale_factor, else the mask width."""
     if setup.loss_scale_factor is not None:
         return setup.loss_scale_factor
-    if setup.norm_width == "padded":
-        return float(mb_lengths.max())  # the loss mask is as wide as the longest answer
-    return float(setup.max_len)
+    return _mask_width(setup, mb_lengths)
 
 
 def _simulate(setup: TrainerSetup, L: np.ndarray) -> np.ndarray:
@@ -418,9 +455,10 @@ class FrameworkView:
 
 def _notes(setup: TrainerSetup, L: np.ndarray) -> list[str]:
     """Plain-English warnings for this setup and these lengths."""
-    notes: list[str] = []
     mode, fw = setup.loss_mode, setup.framework
-    b, M = setup.micro_batch_size, setup.max_len
+    source = TRL_SOURCE if fw == "trl" else VERL_SOURCES[(setup.verl_engine, setup.verl_version)]
+    notes: list[str] = [f"Code path read from {source}"]
+    b = setup.micro_batch_size
     n_mb = setup.num_micro_batches
     mb_tokens = L.reshape(n_mb, b).sum(axis=1)
     per_micro_batch_mean = (fw == "trl" and mode == "bnpo") or (
@@ -451,7 +489,8 @@ def _notes(setup: TrainerSetup, L: np.ndarray) -> list[str]:
     if (fw == "trl" and mode == "grpo") or (fw == "verl" and mode == "seq-mean-token-mean"):
         notes.append(
             "Each answer is averaged over its own tokens first, so a token of a short answer "
-            "weighs more than a token of a long one (x_i = 1/(B L_i)): biased toward short answers."
+            "weighs more than a token of a long one (x_i = 1/(B L_i)): the step size depends "
+            "on lengths, tilted toward short answers."
         )
     if (fw == "trl" and mode == "dapo") or (
         fw == "verl" and mode == "token-mean" and setup.verl_engine == "new"
@@ -462,8 +501,8 @@ def _notes(setup: TrainerSetup, L: np.ndarray) -> list[str]:
         )
     if fw == "trl" and mode == "dr_grpo":
         notes.append(
-            "The divisor b * max_completion_length is a constant: unbiased, and the same for "
-            "every layout."
+            "The divisor b * max_completion_length is a constant: the step size does not "
+            "depend on lengths, and the weights are the same for every layout."
         )
     if fw == "verl" and mode == "seq-mean-token-sum":
         notes.append(
@@ -471,27 +510,53 @@ def _notes(setup: TrainerSetup, L: np.ndarray) -> list[str]:
             "must be about M times smaller for the same step size."
         )
     if fw == "verl" and mode == "seq-mean-token-sum-norm":
-        if setup.loss_scale_factor is not None:
-            notes.append(
-                f"The divisor is loss_scale_factor = {setup.loss_scale_factor:g}, a constant; "
-                f"the weights are M/C = {M / setup.loss_scale_factor:.4g} times Dr. GRPO's."
+        notes.extend(_sum_norm_notes(setup, L))
+    return notes
+
+
+def _sum_norm_notes(setup: TrainerSetup, L: np.ndarray) -> list[str]:
+    """Notes on verl's seq-mean-token-sum-norm: which divisor C applies, and the 0.7 sum."""
+    notes: list[str] = []
+    b, M, GA = setup.micro_batch_size, setup.max_len, setup.grad_accum_steps
+    legacy = setup.verl_engine == "legacy"
+    scale_factor = setup.loss_scale_factor
+    if legacy and scale_factor is not None:
+        notes.append(
+            f"loss_scale_factor = {scale_factor:g} never reaches the policy loss in the legacy "
+            "worker: dp_actor.py leaves config.global_batch_info empty, so agg_loss divides by "
+            "the mask width instead. Set trainer.use_legacy_worker_impl=disable (new engine) "
+            "for the constant to apply."
+        )
+    if scale_factor is not None and not legacy:
+        notes.append(
+            f"The divisor is loss_scale_factor = {scale_factor:g}, a constant; the weights "
+            f"are M/C = {M / scale_factor:.4g} times Dr. GRPO's."
+        )
+    elif setup.norm_width == "padded":
+        widths = L.reshape(setup.num_micro_batches, b).max(axis=1)
+        notes.append(
+            "The divisor is the padded width, so it changes with the micro-batch's longest "
+            "answer: not a constant, so not Dr. GRPO's length-independent weighting."
+        )
+        if widths.min() != widths.max():
+            fix = (
+                "pad every micro-batch to the max length"
+                if legacy
+                else "set loss_scale_factor to a constant (e.g. the max length)"
             )
-        elif setup.norm_width == "padded":
-            widths = L.reshape(n_mb, b).max(axis=1)
             notes.append(
-                "The divisor is the padded width, so it changes with the micro-batch's longest "
-                "answer: not a constant, so not Dr. GRPO's unbiased weighting."
+                f"Here the padded width ranges from {int(widths.min())} to "
+                f"{int(widths.max())} tokens across micro-batches; {fix} to fix it."
             )
-            if widths.min() != widths.max():
-                notes.append(
-                    f"Here the padded width ranges from {int(widths.min())} to "
-                    f"{int(widths.max())} tokens across micro-batches; set loss_scale_factor to "
-                    "a constant (e.g. the max length) to fix it."
-                )
-        else:
-            notes.append(
-                "The divisor is the configured max length M, a constant: this is Dr. GRPO."
-            )
+    else:
+        notes.append("The divisor is the configured max length M, a constant: this is Dr. GRPO.")
+    if setup.verl_version == "0.7":
+        factor, what = (b, "b") if legacy else (GA * b, "GA * b")
+        notes.append(
+            "verl 0.7 sums the answers' token sums over the micro-batch instead of averaging "
+            f"them: every weight is {what} = {factor} times Dr. GRPO's, so the step grows with "
+            "the micro-batch size (verl 0.8 averages them)."
+        )
     return notes
 
 
