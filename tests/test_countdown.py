@@ -31,12 +31,11 @@ from vlsim.countdown import (
     prompt_width,
     reward,
     solve,
-    trace_length_stats,
     verify,
 )
 from vlsim.lengths import FixedLengths, LogNormalLengths
 
-SMALL = TaskConfig(n_train=300, n_test=50, seed=1)
+SMALL = TaskConfig(n_numbers=3, n_train=300, n_test=50, seed=1)
 
 
 @pytest.fixture(scope="module")
@@ -695,12 +694,6 @@ def test_build_sft_batch(splits) -> None:
         assert ANS in TOKENIZER.decode(completions[row, :length])
     again = build_sft_batch(problems, SMALL, cfg, TOKENIZER, 48, np.random.default_rng(5))
     assert torch.equal(again[1], completions)
-
-
-def test_trace_length_stats(splits) -> None:
-    stats = trace_length_stats(splits[0][:100], TraceConfig(length=FixedLengths(length=12)), 64)
-    assert stats["max_length"] <= 64 and stats["wrong_share"] == 0.0
-    assert 12 + 2 + 3 <= stats["mean_length"] <= 12 + 2 + 20
 
 
 @pytest.mark.parametrize(

@@ -20,8 +20,6 @@ from pydantic import BaseModel, ValidationError
 from vlsim.config import SWEEP_PARAMS, LabConfig, format_errors, load_config
 from vlsim.lengths import parse_length_spec
 
-Handler = Callable[[argparse.Namespace], int]
-
 
 class CliError(Exception):
     """A user mistake: printed as one clear line, exit status 2."""
