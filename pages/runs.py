@@ -347,7 +347,9 @@ if selected:
             ],
             "seconds": [format_seconds(v) if pd.notna(v) else "—" for v in table["seconds"]],
             "× faster (steps)": [
-                "—" if math.isnan(v) else f"{'≥ ' if b == '>=' else '≤ ' if b == '<=' else ''}{v:.2f}×"
+                "—"
+                if math.isnan(v)
+                else f"{'≥ ' if b == '>=' else '≤ ' if b == '<=' else ''}{v:.2f}×"
                 for v, b in zip(table["speedup"], table["bound"], strict=True)
             ],
             "note": table["note"],

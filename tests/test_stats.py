@@ -218,13 +218,21 @@ def test_run_speedups_single_runs_share_the_estimator() -> None:
     assert table.loc["VL Norm", "speedup"] == pytest.approx(3.0)
     assert table.loc["VL Norm", "bound"] == "="
     assert table.loc["DAPO", "speedup"] == pytest.approx(30 / 40)  # at most: it never got there
-    assert table.loc["DAPO", "bound"] == "<=" and "not reached in 40 steps" in table.loc["DAPO", "note"]
-    assert math.isnan(table.loc["short", "speedup"]) and "before the baseline" in table.loc["short", "note"]
+    assert (
+        table.loc["DAPO", "bound"] == "<="
+        and "not reached in 40 steps" in table.loc["DAPO", "note"]
+    )
+    assert (
+        math.isnan(table.loc["short", "speedup"])
+        and "before the baseline" in table.loc["short", "note"]
+    )
     assert math.isinf(table.loc["both0", "speedup"])  # at it before RL: 0 steps vs 30
     by_dapo = run_speedups(runs, METRIC, 0.4, baseline="DAPO").set_index("run")
     assert by_dapo.loc["VL Norm", "speedup"] == pytest.approx(4.0)
     assert by_dapo.loc["VL Norm", "bound"] == ">="
-    same = run_speedups({"a": eval_frame([0.5, 0.6]), "b": eval_frame([0.5, 0.7])}, METRIC, 0.4, "a")
+    same = run_speedups(
+        {"a": eval_frame([0.5, 0.6]), "b": eval_frame([0.5, 0.7])}, METRIC, 0.4, "a"
+    )
     assert math.isnan(same.set_index("run").loc["b", "speedup"])  # 0 / 0: no ratio, not 1
     # the same single-run pair through speedup(): one estimator
     pair = speedup(censored([30], [True]), censored([10], [True]), paired=False)

@@ -107,7 +107,9 @@ def _metric_rows(metrics_df: pd.DataFrame, metric: str) -> pd.DataFrame | None:
     return df if len(df) else None
 
 
-def metric_range(metrics_df: pd.DataFrame, metric: str, smoothing: float = 0.0) -> tuple[float, float] | None:
+def metric_range(
+    metrics_df: pd.DataFrame, metric: str, smoothing: float = 0.0
+) -> tuple[float, float] | None:
     """(first logged value, best value) of one run's metric after smoothing (None: no data)."""
     rows = _metric_rows(metrics_df, metric)
     if rows is None:
@@ -130,14 +132,20 @@ def reachable_threshold(ranges: Sequence[tuple[float, float]]) -> tuple[float | 
     lowest = min(best for _, best in ranges)
     highest = max(best for _, best in ranges)
     if lowest > start:
-        top, note = lowest, (
-            "Threshold chosen from the selected runs: halfway between the highest starting "
-            "value and the lowest best value, so every run reaches it."
+        top, note = (
+            lowest,
+            (
+                "Threshold chosen from the selected runs: halfway between the highest starting "
+                "value and the lowest best value, so every run reaches it."
+            ),
         )
     elif highest > start:
-        top, note = highest, (
-            "No value above every run's starting value is reached by all selected runs; the "
-            "threshold is halfway to the best run's best value, and some runs never reach it."
+        top, note = (
+            highest,
+            (
+                "No value above every run's starting value is reached by all selected runs; the "
+                "threshold is halfway to the best run's best value, and some runs never reach it."
+            ),
         )
     else:
         return None, "No selected run improves on the highest starting value."

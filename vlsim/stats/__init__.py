@@ -53,6 +53,7 @@ from vlsim.stats.probe_stats import PROBE_SUMMARY_STATS, probe_summary
 from vlsim.stats.single_runs import run_speedups
 from vlsim.stats.verdicts import (
     INCONCLUSIVE,
+    METHODS,
     Ruling,
     Verdict,
     compare,
@@ -63,6 +64,7 @@ from vlsim.stats.verdicts import (
 __all__ = [
     "INCONCLUSIVE",
     "LEVEL",
+    "METHODS",
     "MIN_N",
     "MIN_REACHED_SHARE",
     "N_BOOT",

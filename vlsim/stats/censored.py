@@ -283,7 +283,10 @@ def speedup(
         return no_interval(level=level)
     if base.n_reached == 0 and other.n_reached == 0:
         return no_interval(
-            math.nan, min(base.n, other.n), level, "no run of either condition reached the threshold"
+            math.nan,
+            min(base.n, other.n),
+            level,
+            "no run of either condition reached the threshold",
         )
     tau = common_horizon(base, other)
     bs, br = base.arrays()

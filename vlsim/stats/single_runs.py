@@ -13,7 +13,7 @@ from collections.abc import Hashable, Mapping
 
 import pandas as pd
 
-from vlsim.analysis import first_crossing
+from vlsim.analysis import Crossing, first_crossing
 from vlsim.stats.censored import Censored, speedup
 
 COLUMNS = ["run", "reached", "steps", "seconds", "speedup", "bound", "note"]
@@ -59,10 +59,14 @@ def run_speedups(
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
-def _pair(base, hit) -> dict:
+def _one(hit: Crossing) -> Censored:
+    """One run's crossing as censored data of a single run."""
+    return Censored((0,), (hit.steps,), (hit.reached,))
+
+
+def _pair(base: Crossing, hit: Crossing) -> dict[str, float | str]:
     """speedup, bound and note of one run against the baseline run."""
-    one = lambda h: Censored((0,), (h.steps,), (h.reached,))  # noqa: E731
-    est = speedup(one(base), one(hit), paired=False)
+    est = speedup(_one(base), _one(hit), paired=False)
     note = ""
     if not base.reached and not hit.reached:
         note = "neither reached the threshold"

@@ -20,6 +20,12 @@ from vlsim.stats.intervals import LEVEL, N_BOOT, Estimate, difference
 
 INCONCLUSIVE = "no difference shown (inconclusive)"
 
+METHODS = (
+    "Student t over seeds (paired t for paired differences, Welch t unpaired); speed-ups: "
+    "Fieller's interval of the ratio of restricted mean steps; medians: order statistics"
+)
+"""How the intervals of a sweep report are formed, in one line for captions and reports."""
+
 
 def inconclusive_meaning(level: float = LEVEL) -> str:
     """What "inconclusive" means, in one sentence."""
@@ -52,9 +58,7 @@ class Ruling:
         return f"n = {est.n}, {method}"
 
 
-def rule(
-    est: Estimate, null: float, base: str, other: str, better: str = "faster"
-) -> Ruling:
+def rule(est: Estimate, null: float, base: str, other: str, better: str = "faster") -> Ruling:
     """The verdict of one interval against `null` (1 for a speed-up, 0 for a difference).
 
     B (other) is `better` when the whole interval lies above null, A (base) when below; any
