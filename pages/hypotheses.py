@@ -43,6 +43,7 @@ from vlsim.aggregators import AGGREGATORS, ALPHA_RANGE
 from vlsim.config import AggregatorName, Alpha, format_errors, preset_config
 from vlsim.lengths import LengthSpec
 from vlsim.scenario import from_query, to_query
+from vlsim.stats import METHODS
 
 ensure_app_navigation()
 
@@ -272,7 +273,7 @@ def _rgba(hex_color: str, alpha: float) -> str:
 def bands_figure(
     bands: dict[str, pd.DataFrame], metric: str, threshold: float | None, level: float
 ) -> go.Figure:
-    """Mean curve per condition with its bootstrap band, and the threshold as a dashed line."""
+    """Mean curve per condition with its t band, and the threshold as a dashed line."""
     title = f"{METRIC_LABELS.get(metric, metric)}: mean over seeds, {100 * level:g}% band"
     fig = go.Figure()
     colors = condition_colors(list(bands))
@@ -589,7 +590,7 @@ def watch(name: str) -> None:
         width="stretch",
         key=f"{K}bands",
     )
-    st.markdown(f"**Per condition** ({100 * level:g}% CIs by bootstrap over seeds)")
+    st.markdown(f"**Per condition** ({100 * level:g}% CIs: {METHODS})")
     st.dataframe(sw.summary_text(report), hide_index=True, width="stretch", key=f"{K}summary")
     if threshold is not None:
         st.caption(

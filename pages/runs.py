@@ -1,7 +1,7 @@
 """Runs: every stored run; overlay curves, steps to a threshold, export, delete, stop/resume.
 
-Reads the store (vlsim.store), computes with vlsim.analysis and acts through the shared
-JobManager. The selection and the chart settings live in the URL.
+Reads the store (vlsim.store), measures with vlsim.analysis (one run) and vlsim.stats (speed-ups)
+and acts through the shared JobManager. The selection and the chart settings live in the URL.
 """
 
 from __future__ import annotations
@@ -34,8 +34,9 @@ from pages.training_common import (
     run_label,
     run_metrics,
 )
-from vlsim.analysis import format_seconds, observed_lengths, speedup_table
+from vlsim.analysis import format_seconds, metric_range, observed_lengths, reachable_threshold
 from vlsim.scenario import from_query, to_query
+from vlsim.stats import run_speedups
 from vlsim.store import STATUSES, RunInfo
 
 ensure_app_navigation()
@@ -59,7 +60,9 @@ class RunsView(BaseModel):
     smoothing: float = Field(0.6, ge=0.0, le=0.95, description="EMA weight of the overlay.")
     x: Literal["step", "time/elapsed"] = Field("step", description="x axis of the overlay.")
     tmetric: str = Field(DEFAULT_METRIC, max_length=100, description="Metric of the threshold.")
-    threshold: float = Field(0.3, description="Threshold the metric must reach.")
+    threshold: float = Field(
+        0.3, description="Threshold the metric must reach (without a link: one the runs reach)."
+    )
     baseline: int = Field(0, ge=0, description="Run id the speed-ups are relative to.")
 
     @field_validator("status")
@@ -94,13 +97,16 @@ def table_rows(infos: list[RunInfo]) -> pd.DataFrame:
     for info in infos:
         last = store.last_step(info.id)
         done = 0 if last is None or last < 0 else last + 1
+        steps = f"{done}/{info.total_steps}" if info.total_steps else f"{done}"
+        if done == 0 and info.status in ("stopped", "failed"):
+            steps = f"{info.status} before RL"
         rows.append(
             {
                 "id": info.id,
                 "name": info.name,
                 "aggregator": aggregator_label(info),
                 "status": info.status,
-                "steps": f"{done}/{info.total_steps or '?'}",
+                "steps": steps,
                 "group": info.group_name or "",
                 "created": dt.datetime.fromtimestamp(info.created).strftime("%Y-%m-%d %H:%M"),
                 "error": (info.error or "").strip().splitlines()[0][:120] if info.error else "",
@@ -120,6 +126,14 @@ def numeric_metrics(frames: list[pd.DataFrame]) -> list[str]:
                 found[col] = None
     first = [m for m in METRIC_LABELS if m in found]
     return first + sorted(m for m in found if m not in METRIC_LABELS)
+
+
+def trained_or_training(info: RunInfo) -> bool:
+    """False for a run that ended (stopped or failed) before its first RL step."""
+    if info.status in ("queued", "running"):
+        return True
+    last = get_store().last_step(info.id)
+    return last is not None and last >= 0
 
 
 # ----------------------------------------------------------------------------- state
@@ -148,9 +162,10 @@ if url is not None:
     show_notices(notices)
 seed_widgets(widget_values(DEFAULTS))
 if not st.session_state.get(f"{K}runs") and not st.session_state.get("_runs_seeded"):
-    newest_group = next((r.group_name for r in all_runs if r.group_name), None)
-    pick = [r.id for r in all_runs if newest_group and r.group_name == newest_group]
-    st.session_state[f"{K}runs"] = (pick or [r.id for r in all_runs])[:MAX_DEFAULT_SELECTION]
+    trained = [r for r in all_runs if trained_or_training(r)]
+    newest_group = next((r.group_name for r in trained if r.group_name), None)
+    pick = [r.id for r in trained if newest_group and r.group_name == newest_group]
+    st.session_state[f"{K}runs"] = (pick or [r.id for r in trained])[:MAX_DEFAULT_SELECTION]
 st.session_state["_runs_seeded"] = True
 st.session_state[f"{K}runs"] = [i for i in st.session_state[f"{K}runs"] if i in by_id]
 
@@ -278,12 +293,25 @@ with c1:
         help="The metric that must reach the threshold (held-out accuracy by default).",
     )
 with c2:
+    tmetric = st.session_state[f"{K}tmetric"]
+    ranges = [r for r in (metric_range(df, tmetric) for _, df in frames) if r is not None]
+    auto, auto_note = reachable_threshold(ranges)
+    if url is not None and "threshold" in url:
+        st.session_state["_runs_auto_threshold"] = None  # the link chose it
+    last_auto = st.session_state.get("_runs_auto_threshold", math.nan)
+    if last_auto is not None and auto is not None:
+        if math.isnan(last_auto) or st.session_state[f"{K}threshold"] == last_auto:
+            st.session_state[f"{K}threshold"] = auto
+            st.session_state["_runs_auto_threshold"] = auto
+        else:  # changed by hand: keep it
+            st.session_state["_runs_auto_threshold"] = None
     st.number_input(
         "threshold",
         key=f"{K}threshold",
         format="%g",
         step=0.05,
-        help="First logged value at or above this counts as reached.",
+        help="First logged value at or above this counts as reached. Until you change it, it "
+        "follows the selected runs: a value above every run's start that each of them reaches.",
     )
 with c3:
     base_ids = [i.id for i in selected]
@@ -295,42 +323,54 @@ with c3:
         base_ids or [0],
         key=f"{K}baseline",
         format_func=lambda i: run_label(by_id[i]) if i in by_id else "(no run selected)",
-        help="Speed-ups are the baseline's steps (or seconds) divided by each run's.",
+        help="Speed-ups are the baseline's RL steps to the threshold divided by each run's "
+        "([definition](/definitions#speed-up)).",
     )
 if selected:
+    threshold = float(st.session_state[f"{K}threshold"])
+    tlabel = METRIC_LABELS.get(tmetric, tmetric)
+    if auto_note and st.session_state.get("_runs_auto_threshold") is not None:
+        st.caption(auto_note)
     names = {info.id: run_label(info) for info in selected}
-    table = speedup_table(
+    table = run_speedups(
         {names[info.id]: df for info, df in frames},
-        st.session_state[f"{K}tmetric"],
-        float(st.session_state[f"{K}threshold"]),
+        tmetric,
+        threshold,
         baseline=names.get(st.session_state[f"{K}baseline"]),
     )
-    formats = {  # column: (header, format); a run without a value shows a dash, not "None"
-        "steps": ("RL steps", "{:.0f}"),
-        "seconds": ("seconds", "{:.0f}"),
-        "last_step": ("last step", "{:.0f}"),
-        "speedup_steps": ("× faster (steps)", "{:.2f}"),
-        "speedup_seconds": ("× faster (seconds)", "{:.2f}"),
-    }
-    shown = table.copy()
-    for column, (_, fmt) in formats.items():
-        if column in shown:
-            shown[column] = [fmt.format(v) if pd.notna(v) else "—" for v in table[column]]
-    st.dataframe(
-        shown,
-        hide_index=True,
-        width="stretch",
-        column_config={c: st.column_config.TextColumn(h) for c, (h, _) in formats.items()},
-        key=f"{K}speedup",
+    shown = pd.DataFrame(
+        {
+            "run": table["run"],
+            "RL steps": [
+                f"{s:.0f}" if r else ("—" if math.isnan(s) else f"not reached in {s:.0f}")
+                for s, r in zip(table["steps"], table["reached"], strict=True)
+            ],
+            "seconds": [format_seconds(v) if pd.notna(v) else "—" for v in table["seconds"]],
+            "× faster (steps)": [
+                "—"
+                if math.isnan(v)
+                else f"{'≥ ' if b == '>=' else '≤ ' if b == '<=' else ''}{v:.2f}×"
+                for v, b in zip(table["speedup"], table["bound"], strict=True)
+            ],
+            "note": table["note"],
+        }
     )
-    fastest = table.dropna(subset=["steps"]).sort_values("steps")
-    if len(fastest):
-        best = fastest.iloc[0]
-        st.caption(
-            f"First to reach {st.session_state[f'{K}threshold']:g}: **{best['run']}** after "
-            f"{int(best['steps'])} RL steps ({format_seconds(best['seconds'])}). Evaluation "
-            "metrics exist only every eval_every steps, so steps are multiples of it."
+    st.dataframe(shown, hide_index=True, width="stretch", key=f"{K}speedup")
+    reached = table[table["reached"]].sort_values("steps")
+    if len(reached):
+        best = reached.iloc[0]
+        first = (
+            f"First to reach {tlabel} {threshold:g}: **{best['run']}** after "
+            f"{int(best['steps'])} RL steps ({format_seconds(best['seconds'])}). "
         )
+    else:
+        first = f"No selected run reaches {tlabel} {threshold:g}. "
+    st.caption(
+        first + "One run per side gives no interval: a speed-up between single runs can be "
+        "luck. Compare conditions over several seeds on the **Hypotheses** page for a verdict. "
+        "Evaluation metrics exist only every eval_every steps, so steps are multiples of it; "
+        "≥ (≤): the baseline (the run) never reached the threshold, so the ratio is a bound."
+    )
 
 # ----------------------------------------------------------------------------- URL
 

@@ -1,4 +1,4 @@
-"""vlsim.analysis on hand-made metric tables: smoothing, thresholds, speed-ups, lengths, probes."""
+"""vlsim.analysis on hand-made metric tables: smoothing, one run's crossing, lengths, probes."""
 
 from __future__ import annotations
 
@@ -9,16 +9,17 @@ import pandas as pd
 import pytest
 
 from vlsim.analysis import (
-    NOT_REACHED,
+    Crossing,
+    first_crossing,
     format_seconds,
+    metric_range,
     observed_lengths,
     probe_series,
     probe_table,
     progress,
+    reachable_threshold,
     smooth,
-    speedup_table,
     steps_done,
-    steps_to_threshold,
 )
 
 
@@ -58,57 +59,47 @@ def test_smooth_matches_tensorboard_formula_and_skips_nan() -> None:
         smooth([1.0], 1.0)
 
 
-def test_steps_to_threshold_first_eval_reaching_it() -> None:
+def test_first_crossing_first_eval_reaching_it() -> None:
     df = eval_run([0.1, 0.2, 0.35, 0.5, 0.3], every=10, sec_per_step=2.0)
     # eval at step 19 (after 20 updates) is the first >= 0.3
-    assert steps_to_threshold(df, "eval/mean_at_k", 0.3) == (20, 40.0)
-    assert steps_to_threshold(df, "eval/mean_at_k", 0.05) == (0, 0.0)  # before RL
-    assert steps_to_threshold(df, "eval/mean_at_k", 0.9) is None
-    assert steps_to_threshold(df, "missing/metric", 0.1) is None
+    assert first_crossing(df, "eval/mean_at_k", 0.3) == Crossing(20, 40.0, True)
+    assert first_crossing(df, "eval/mean_at_k", 0.05) == Crossing(0, 0.0, True)  # before RL
+    # never reached: censored at the updates behind its last evaluation
+    assert first_crossing(df, "eval/mean_at_k", 0.9) == Crossing(40, 80.0, False)
+    assert first_crossing(df, "missing/metric", 0.1) is None
     # lower is better: first point at or below
-    assert steps_to_threshold(df, "eval/mean_at_k", 0.15, higher_is_better=False) == (0, 0.0)
+    assert first_crossing(df, "eval/mean_at_k", 0.15, higher_is_better=False) == Crossing(
+        0, 0.0, True
+    )
 
 
-def test_steps_to_threshold_with_smoothing_is_later() -> None:
+def test_first_crossing_with_smoothing_is_later() -> None:
     df = eval_run([0.0, 0.0, 1.0, 1.0, 1.0])
-    raw = steps_to_threshold(df, "eval/mean_at_k", 0.8)
-    smoothed = steps_to_threshold(df, "eval/mean_at_k", 0.8, smoothing=0.5)
-    assert raw == (20, 20.0)
-    assert smoothed is not None and smoothed[0] > raw[0]
+    raw = first_crossing(df, "eval/mean_at_k", 0.8)
+    smoothed = first_crossing(df, "eval/mean_at_k", 0.8, smoothing=0.5)
+    assert raw == Crossing(20, 20.0, True)
+    assert smoothed is not None and smoothed.reached and smoothed.steps > raw.steps
+
+
+def test_reachable_threshold_is_above_every_start_and_reached_by_all() -> None:
+    runs = [eval_run([0.1, 0.2, 0.3, 0.4]), eval_run([0.12, 0.4, 0.5, 0.6])]
+    ranges = [metric_range(df, "eval/mean_at_k") for df in runs]
+    assert ranges == [(0.1, 0.4), (0.12, 0.6)]
+    value, note = reachable_threshold(ranges)
+    assert value == 0.3  # halfway between 0.12 and 0.4, rounded to 1 digit inside the gap
+    assert all(first_crossing(df, "eval/mean_at_k", value).reached for df in runs)
+    assert "every run reaches it" in note
+    # one run never improves past the other's start: say so
+    value, note = reachable_threshold([(0.1, 0.15), (0.2, 0.5)])
+    assert value == 0.3 and "some runs never reach it" in note
+    assert reachable_threshold([(0.3, 0.3)])[0] is None
+    assert reachable_threshold([]) == (None, "")
 
 
 def test_steps_done_counts_updates() -> None:
     assert steps_done(-1, "eval/mean_at_k") == 0
     assert steps_done(9, "eval/accuracy_greedy") == 10
     assert steps_done(9, "charts/reward_mean") == 9
-
-
-def test_speedup_table_ratios_and_not_reached() -> None:
-    runs = {
-        "grpo": eval_run([0.1, 0.2, 0.3, 0.4, 0.5], sec_per_step=1.0),  # 0.4 after 30 steps
-        "vl_norm": eval_run([0.1, 0.4, 0.5, 0.6, 0.6], sec_per_step=1.5),  # after 10 steps
-        "dapo": eval_run([0.1, 0.1, 0.2, 0.2, 0.3]),  # never
-    }
-    table = speedup_table(runs, "eval/mean_at_k", 0.4, baseline="grpo").set_index("run")
-    assert table.loc["grpo", "steps"] == 30
-    assert table.loc["grpo", "speedup_steps"] == pytest.approx(1.0)
-    assert "baseline" in table.loc["grpo", "note"]
-    assert table.loc["vl_norm", "steps"] == 10
-    assert table.loc["vl_norm", "speedup_steps"] == pytest.approx(3.0)
-    assert table.loc["vl_norm", "speedup_seconds"] == pytest.approx(30.0 / 15.0)
-    assert table.loc["dapo", "reached"] == NOT_REACHED
-    assert math.isnan(table.loc["dapo", "steps"])
-    assert table.loc["dapo", "last_step"] == 39
-    assert "39" in table.loc["dapo", "note"]
-
-
-def test_speedup_table_baseline_not_reached_gives_no_ratio() -> None:
-    runs = {"a": eval_run([0.0, 0.0]), "b": eval_run([0.0, 0.9])}
-    table = speedup_table(runs, "eval/mean_at_k", 0.5, baseline="a").set_index("run")
-    assert math.isnan(table.loc["b", "speedup_steps"])
-    assert "baseline never" in table.loc["b", "note"]
-    empty = speedup_table({}, "eval/mean_at_k", 0.5)
-    assert list(empty.columns)[:3] == ["run", "reached", "steps"] and empty.empty
 
 
 def test_observed_lengths_all_and_last_steps() -> None:

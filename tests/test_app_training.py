@@ -246,9 +246,10 @@ def test_runs_page_overlay_and_speedup(data_dir) -> None:
     assert len(table) == 2
     vl = next(i for i in table.index if i.startswith(f"#{ids['vl_norm']} "))
     gr = next(i for i in table.index if i.startswith(f"#{ids['grpo']} "))
-    assert table.loc[vl, "steps"] == "20"  # 0.1 + 0.03 * 20 >= 0.55
-    assert table.loc[gr, "reached"] == "not reached"
-    assert table.loc[gr, "steps"] == "—"  # no value: a dash, not "None"
+    assert table.loc[vl, "RL steps"] == "20"  # 0.1 + 0.03 * 20 >= 0.55
+    assert table.loc[gr, "RL steps"] == "not reached in 40"
+    assert table.loc[gr, "seconds"] == "—"  # no value: a dash, not "None"
+    assert table.loc[vl, "× faster (steps)"] == "≥ 2.00×"  # grpo needs more than 40 steps
     assert "runs" in at.query_params and "threshold" in at.query_params
 
 

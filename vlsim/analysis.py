@@ -1,20 +1,20 @@
-"""Pure functions on stored metrics: smoothing, steps to a threshold, speed-ups, lengths, probes.
+"""Per-run metric shaping: smoothing, one run's threshold crossing, lengths, probe tables.
 
 Inputs are the DataFrames of `Store.metrics(run_id)` (one row per step; step -1 is the
-evaluation before RL) and the probe records of `Store.probes(run_id)`. Nothing here draws or
-touches the store, so the pages, the CLI and notebooks report the same numbers.
+evaluation before RL) and the probe records of `Store.probes(run_id)`. Everything here looks at
+one run; statistics across runs and seeds (intervals, speed-ups, verdicts) are in `vlsim.stats`.
+Nothing here draws or touches the store.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
-
-NOT_REACHED = "not reached"
 
 PROBE_STATS = ("scale", "variance", "cv", "cosine", "relative_variance", "direction_bias")
 """Per-aggregator probe statistics that `probe_table` collects (missing ones become NaN)."""
@@ -46,7 +46,7 @@ def smooth(series: Sequence[float] | pd.Series | np.ndarray, weight: float) -> p
     return pd.Series(out, index=s.index, name=s.name)
 
 
-# ---------------------------------------------------------------- thresholds and speed-ups
+# ---------------------------------------------------------------- one run's threshold crossing
 
 
 def steps_done(step: int, metric: str) -> int:
@@ -58,32 +58,43 @@ def steps_done(step: int, metric: str) -> int:
     return int(step) + 1 if metric.startswith("eval/") else max(int(step), 0)
 
 
-def steps_to_threshold(
+@dataclass(frozen=True)
+class Crossing:
+    """When one run first reached a threshold, or how far it got without reaching it."""
+
+    steps: float
+    """RL updates until the first logged value at the threshold; if not reached, the updates
+    behind the last logged value (the run got that far without reaching it)."""
+    seconds: float
+    """The run's `time/elapsed` at that row (NaN if not logged; 0 before RL)."""
+    reached: bool
+    """False: the run never reached the threshold (censored at `steps`)."""
+
+
+def first_crossing(
     metrics_df: pd.DataFrame,
     metric: str,
     threshold: float,
     smoothing: float = 0.0,
     higher_is_better: bool = True,
-) -> tuple[int, float] | None:
-    """(RL steps, seconds) at the first logged point where `metric` reaches `threshold`.
+) -> Crossing | None:
+    """The first logged point where one run's `metric` reaches `threshold` (None: no data).
 
     Only rows that have the metric count (evaluation metrics exist every eval_every steps).
-    Steps are counted as in `steps_done`; seconds are the run's `time/elapsed` there (NaN if the
-    run has no such column). With higher_is_better=False the metric must fall to the
-    threshold. smoothing applies `smooth` first. None if the run never gets there.
+    Steps are counted as in `steps_done`. With higher_is_better=False the metric must fall to
+    the threshold. smoothing applies `smooth` first.
     """
     rows = _metric_rows(metrics_df, metric)
     if rows is None:
         return None
     values = smooth(rows[metric], smoothing) if smoothing else rows[metric]
-    hit = values >= threshold if higher_is_better else values <= threshold
-    if not hit.any():
-        return None
-    first = rows.loc[hit[hit].index[0]]
-    seconds = float(first["time/elapsed"]) if "time/elapsed" in rows else math.nan
-    if not math.isfinite(seconds) and int(first["step"]) < 0:
+    hit = (values >= threshold if higher_is_better else values <= threshold).to_numpy()
+    reached = bool(hit.any())
+    row = rows.iloc[int(np.argmax(hit))] if reached else rows.iloc[-1]
+    seconds = float(row["time/elapsed"]) if "time/elapsed" in rows else math.nan
+    if not math.isfinite(seconds) and int(row["step"]) < 0:
         seconds = 0.0
-    return steps_done(int(first["step"]), metric), seconds
+    return Crossing(float(steps_done(int(row["step"]), metric)), seconds, reached)
 
 
 def _metric_rows(metrics_df: pd.DataFrame, metric: str) -> pd.DataFrame | None:
@@ -96,6 +107,56 @@ def _metric_rows(metrics_df: pd.DataFrame, metric: str) -> pd.DataFrame | None:
     return df if len(df) else None
 
 
+def metric_range(
+    metrics_df: pd.DataFrame, metric: str, smoothing: float = 0.0
+) -> tuple[float, float] | None:
+    """(first logged value, best value) of one run's metric after smoothing (None: no data)."""
+    rows = _metric_rows(metrics_df, metric)
+    if rows is None:
+        return None
+    values = smooth(rows[metric], smoothing) if smoothing else rows[metric]
+    return float(values.iloc[0]), float(values.max())
+
+
+def reachable_threshold(ranges: Sequence[tuple[float, float]]) -> tuple[float | None, str]:
+    """A threshold the runs reach, from each run's (first value, best value), and why.
+
+    Halfway between the highest first value and the lowest best value, rounded to as few
+    digits as keep it inside that gap: above every run's start (so no run is at it before RL)
+    and reached by every run. When no such value exists, halfway to the best run's best, with
+    a sentence saying that not every run reaches it; (None, sentence) when no run improves.
+    """
+    if not ranges:
+        return None, ""
+    start = max(first for first, _ in ranges)
+    lowest = min(best for _, best in ranges)
+    highest = max(best for _, best in ranges)
+    if lowest > start:
+        top, note = (
+            lowest,
+            (
+                "Threshold chosen from the selected runs: halfway between the highest starting "
+                "value and the lowest best value, so every run reaches it."
+            ),
+        )
+    elif highest > start:
+        top, note = (
+            highest,
+            (
+                "No value above every run's starting value is reached by all selected runs; the "
+                "threshold is halfway to the best run's best value, and some runs never reach it."
+            ),
+        )
+    else:
+        return None, "No selected run improves on the highest starting value."
+    mid = start + 0.5 * (top - start)
+    for digits in range(1, 8):
+        value = round(mid, digits)
+        if start < value <= top:
+            return value, note
+    return mid, note
+
+
 def last_step(metrics_df: pd.DataFrame, metric: str | None = None) -> int | None:
     """Highest logged step (of `metric`'s rows if given), or None."""
     if metrics_df is None or "step" not in metrics_df or not len(metrics_df):
@@ -104,67 +165,6 @@ def last_step(metrics_df: pd.DataFrame, metric: str | None = None) -> int | None
         rows = _metric_rows(metrics_df, metric)
         return None if rows is None else int(rows["step"].max())
     return int(metrics_df["step"].max())
-
-
-def speedup_table(
-    runs: Mapping[str, pd.DataFrame],
-    metric: str,
-    threshold: float,
-    baseline: str | None = None,
-    smoothing: float = 0.0,
-    higher_is_better: bool = True,
-) -> pd.DataFrame:
-    """How fast each run reaches a threshold, and how many times faster than a baseline.
-
-    Columns: run, reached ('yes' or 'not reached'), steps, seconds, last_step (the run's last
-    logged step of the metric), speedup_steps and speedup_seconds (baseline's steps or seconds
-    divided by the run's: 2 means twice as fast, the paper's "x times faster convergence";
-    NaN when either run never reaches the threshold or the ratio is undefined), note.
-    """
-    results = {
-        name: steps_to_threshold(df, metric, threshold, smoothing, higher_is_better)
-        for name, df in runs.items()
-    }
-    base = results.get(baseline) if baseline is not None else None
-    rows = []
-    for name, df in runs.items():
-        hit = results[name]
-        last = last_step(df, metric)
-        row: dict[str, Any] = {
-            "run": name,
-            "reached": "yes" if hit else NOT_REACHED,
-            "steps": float(hit[0]) if hit else math.nan,
-            "seconds": float(hit[1]) if hit else math.nan,
-            "last_step": last,
-            "speedup_steps": math.nan,
-            "speedup_seconds": math.nan,
-            "note": "",
-        }
-        if hit is None:
-            row["note"] = (
-                f"{NOT_REACHED} by step {last}" if last is not None else "no data for this metric"
-            )
-        if baseline is not None and name == baseline:
-            row["note"] = (row["note"] + "; " if row["note"] else "") + "baseline"
-        if hit and base:
-            row["speedup_steps"] = _ratio(base[0], hit[0])
-            row["speedup_seconds"] = _ratio(base[1], hit[1])
-        elif hit and baseline is not None and baseline in runs and base is None:
-            row["note"] = "baseline never reaches the threshold"
-        rows.append(row)
-    columns = [
-        "run", "reached", "steps", "seconds", "last_step", "speedup_steps", "speedup_seconds",
-        "note",
-    ]  # fmt: skip
-    return pd.DataFrame(rows, columns=columns)
-
-
-def _ratio(base: float, value: float) -> float:
-    if not (math.isfinite(base) and math.isfinite(value)):
-        return math.nan
-    if value == 0:
-        return 1.0 if base == 0 else math.inf
-    return base / value
 
 
 # ---------------------------------------------------------------- lengths, progress
@@ -223,8 +223,10 @@ def format_seconds(seconds: float | None) -> str:
 # ---------------------------------------------------------------- probes
 
 
-def probe_table(probes: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
-    """Probe records -> one row per (step, aggregator) with the PROBE_STATS columns.
+def probe_table(
+    probes: Iterable[Mapping[str, Any]], stats: Sequence[str] = PROBE_STATS
+) -> pd.DataFrame:
+    """Probe records -> one row per (step, aggregator) with a column per statistic in `stats`.
 
     Records without an `aggregators` dict are skipped; missing statistics are NaN.
     """
@@ -233,14 +235,14 @@ def probe_table(probes: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
         aggs = record.get("aggregators") if isinstance(record, Mapping) else None
         if not isinstance(aggs, Mapping):
             continue
-        for name, stats in aggs.items():
-            if not isinstance(stats, Mapping):
+        for name, values in aggs.items():
+            if not isinstance(values, Mapping):
                 continue
             row = {"step": record.get("step"), "aggregator": str(name)}
-            for key in PROBE_STATS:
-                row[key] = _number(stats.get(key))
+            for key in stats:
+                row[key] = _number(values.get(key))
             rows.append(row)
-    return pd.DataFrame(rows, columns=["step", "aggregator", *PROBE_STATS])
+    return pd.DataFrame(rows, columns=["step", "aggregator", *stats])
 
 
 def probe_series(probes: Iterable[Mapping[str, Any]], *path: str) -> pd.DataFrame:
@@ -268,16 +270,17 @@ def _number(value: Any) -> float:
 
 
 __all__ = [
-    "NOT_REACHED",
     "PROBE_STATS",
+    "Crossing",
+    "first_crossing",
     "format_seconds",
     "last_step",
+    "metric_range",
     "observed_lengths",
     "probe_series",
     "probe_table",
     "progress",
+    "reachable_threshold",
     "smooth",
-    "speedup_table",
     "steps_done",
-    "steps_to_threshold",
 ]

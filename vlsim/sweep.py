@@ -132,8 +132,8 @@ class AnalysisSpec(BaseModel):
         "and initial policy in both conditions.",
     )
     level: float = Field(0.95, gt=0.5, lt=1.0, description="Confidence level of the intervals.")
-    n_boot: int = Field(2000, ge=100, le=100_000, description="Bootstrap resamples.")
-    seed: int = Field(0, ge=0, description="Seed of the bootstrap (same seed, same intervals).")
+    n_boot: int = Field(2000, ge=100, le=100_000, description="Unused: intervals are t intervals.")
+    seed: int = Field(0, ge=0, description="Unused: the intervals draw nothing.")
 
 
 class SweepSpec(BaseModel):
@@ -1484,7 +1484,7 @@ def format_report(report: SweepReport) -> str:
     done = int((report.plan["status"] == "finished").sum()) if len(report.plan) else 0
     lines.append(
         f"{done}/{len(report.plan)} runs finished; {len(report.conditions)} conditions x "
-        f"{len(spec.seeds)} seeds; metric {report.metric}; {100 * a.level:g}% CIs by bootstrap over seeds"
+        f"{len(spec.seeds)} seeds; metric {report.metric}; {100 * a.level:g}% CIs: {stats.METHODS}"
     )
     lines.append("")
     table = summary_text(report)

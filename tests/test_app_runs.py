@@ -1,0 +1,55 @@
+"""Runs page (AppTest): default selection, a threshold the runs reach, honest step counts."""
+
+from __future__ import annotations
+
+from test_app_training import RUNS, app, by_key, data_dir, no_exceptions, populate  # noqa: F401
+
+from vlsim.config import preset_config
+from vlsim.store import Store
+
+
+def add_stopped_before_rl(data_dir) -> int:
+    """A run stopped after its evaluation before RL, before any update."""
+    store = Store(data_dir)
+    cfg = preset_config("quick", aggregator="dapo", steps=40)
+    run_id = store.create_run("stopped", "train", cfg.model_dump(mode="json"), seed=0,
+                              group_name="later", total_steps=40, status="running")  # fmt: skip
+    store.log_metrics(run_id, -1, {"eval/mean_at_k": 0.1, "time/elapsed": 0.0})
+    store.set_status(run_id, "stopped")
+    store.close()
+    return run_id
+
+
+def test_default_selection_skips_runs_stopped_before_rl(data_dir) -> None:
+    ids = populate(data_dir)
+    stopped = add_stopped_before_rl(data_dir)  # the newest group: would be picked first
+    at = app(RUNS)
+    no_exceptions(at)
+    assert sorted(by_key(at.multiselect, "runs.runs").value) == sorted(ids.values())
+    runs = at.dataframe[0].value.set_index("id")
+    assert runs.loc[stopped, "steps"] == "stopped before RL"
+    assert runs.loc[ids["grpo"], "steps"] == "40/40"
+
+
+def test_default_threshold_is_reached_by_every_selected_run(data_dir) -> None:
+    populate(data_dir)  # held-out accuracy from 0.1 to 0.5 (GRPO), 0.7 (Dr. GRPO), 1.0 (VL Norm)
+    at = app(RUNS)
+    no_exceptions(at)
+    threshold = by_key(at.number_input, "runs.threshold").value
+    assert 0.1 < threshold <= 0.5  # above every start, reached by the slowest run
+    table = at.dataframe[1].value.set_index("run")
+    assert not any(v.startswith("not reached") for v in table["RL steps"])
+    caption = " ".join(c.value for c in at.caption)
+    assert "held-out accuracy (sampled mean@k)" in caption and "eval/mean_at_k" not in caption
+    assert "every run reaches it" in caption
+    # changed by hand, it stays: the page does not overwrite a chosen threshold
+    by_key(at.number_input, "runs.threshold").set_value(0.9).run()
+    assert by_key(at.number_input, "runs.threshold").value == 0.9
+    assert any(v.startswith("not reached") for v in at.dataframe[1].value["RL steps"])
+
+
+def test_threshold_from_a_link_is_kept(data_dir) -> None:
+    ids = populate(data_dir)
+    at = app(RUNS, runs=f"{ids['grpo']},{ids['vl_norm']}", threshold="0.45")
+    no_exceptions(at)
+    assert by_key(at.number_input, "runs.threshold").value == 0.45
