@@ -7,7 +7,7 @@ Generative model (DESIGN.md section 3), per answer i of a group:
   * g_i = A_i (phi_i + e_i1 + ... + e_iL): a per-answer signal phi_i = (r_i - p_bar) u + eta z_i v
     ("be right" and "be longer" directions) plus one noise term per token, AR(1) along the
     answer with correlation rho, each of norm token_noise.
-The signal is per answer (the whole-sequence policy gradient is unbiased whatever its length,
+The signal is per answer (the whole-sequence policy gradient has the same mean whatever its length,
 as DESIGN section 1 assumes); only the noise accumulates per token, so Var(g_i) ~ L_i (rho = 0).
 
 'exact' mode never simulates tokens: the token sum of one answer, weighted and summed over the

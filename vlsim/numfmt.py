@@ -31,6 +31,10 @@ def format_number(value: object, digits: int = 4) -> str:
 
 def _big_int(value: int, digits: int) -> str:
     """An integer of any size in scientific notation without converting it to float."""
+    try:
+        return f"{float(value):.{digits}g}"
+    except OverflowError:  # beyond float range: cut the decimal digits instead
+        pass
     sign = "-" if value < 0 else ""
     try:
         text = str(abs(value))
