@@ -24,6 +24,12 @@ PAGES = [
     st.Page("pages/runs.py", title="Runs", icon=":material/table_chart:"),
     st.Page("pages/probes.py", title="Probes", icon=":material/troubleshoot:"),
     st.Page("pages/hypotheses.py", title="Hypotheses", icon=":material/lab_research:"),
+    st.Page(
+        "pages/definitions.py",
+        title="Definitions",
+        icon=":material/menu_book:",
+        url_path="definitions",
+    ),
 ]
 
 page = st.navigation(PAGES)

@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from pages import charts
 from pages.common import (
     clamp_notices,
+    definition,
     ensure_app_navigation,
     fmt,
     new_url_params,
@@ -25,16 +26,17 @@ from pages.common import (
     show_notices,
     write_url,
 )
-from vlsim.aggregators import AGGREGATORS, ALPHA_RANGE, VL_NORM_BATCH_LATEX, check_lengths
+from vlsim.aggregators import AGGREGATORS, ALPHA_RANGE, VL_NORM_BATCH_LATEX
 from vlsim.aggregators import weights as aggregator_weights
 from vlsim.config import LabConfig, format_errors
 from vlsim.frameworks import FRAMEWORK_MODES, FRAMEWORK_VERSIONS, TrainerSetup, framework_view
 from vlsim.lengths import sample_lengths
-from vlsim.montecarlo import OPTIMAL
+from vlsim.montecarlo import OPTIMAL, ORACLE_CLASS
 from vlsim.scenario import (
     CalculatorConfig,
     format_lengths_text,
     from_query,
+    parse_calculator_lengths,
     parse_lengths_text,
     to_query,
 )
@@ -137,11 +139,23 @@ for name, info in AGGREGATORS.items():
     with st.container(border=True):
         left, right = st.columns([2, 3], vertical_alignment="center")
         with left:
-            st.markdown(f"**{info.display_name}** &nbsp; `{name}`")
-            if info.unbiased:
-                st.badge("unbiased", icon=":material/check:", color="green")
+            st.markdown(f"**{info.display_name}**")
+            if info.length_free_step:
+                st.badge("step size independent of lengths", icon=":material/check:", color="green")
             else:
-                st.badge("biased", icon=":material/warning:", color="red")
+                st.badge("step size moves with lengths", icon=":material/warning:", color="red")
+            if info.length_free_direction:
+                st.badge(
+                    "direction unaffected by a length-correctness link",
+                    icon=":material/check:",
+                    color="green",
+                )
+            else:
+                st.badge(
+                    "direction tilts when length and correctness are linked",
+                    icon=":material/warning:",
+                    color="orange",
+                )
             st.caption("Called: " + "; ".join(info.aliases))
         with right:
             st.latex(info.latex)
@@ -153,13 +167,16 @@ st.markdown(
 )
 st.latex(VL_NORM_BATCH_LATEX)
 st.markdown(
-    "**Two faces of bias.** *Scale*: $M\\,\\mathbb{E}[\\sum_i x_i]$ should not depend on the "
-    "lengths; for GRPO ($\\sum_i x_i = \\frac{1}{BG}\\sum_i 1/L_i$) and DAPO ($1/\\sum L$) it "
-    "does, so the step size drifts as answers grow. *Direction*: when length and correctness are "
-    "related, length-dependent weights tilt $\\mathbb{E}[\\hat g]$ away from $\\nabla J$ toward "
-    "longer or shorter answers (measured as $1 - \\cos(\\mathbb{E}\\hat g, \\nabla J)$). "
-    "VL Norm's weights depend on length too, but their total per group is fixed, so its scale "
-    "cannot drift."
+    "**Two faces of bias.** *Step size*: a constant factor in $\\sum_i x_i$ is only a learning "
+    "rate; what matters is whether it *drifts* when the lengths change. For GRPO "
+    "($\\sum_i x_i = \\frac{1}{BG}\\sum_i 1/L_i$) and DAPO ($1/\\bar L$ per answer) it does: "
+    "their step shrinks as answers grow "
+    f"({definition('drift')}). *Direction*: when length and correctness are related, every "
+    "weighting that depends on length tilts $\\mathbb{E}[\\hat g]$ away from $\\nabla J$ toward "
+    "longer or shorter answers, measured as $1 - \\cos(\\mathbb{E}\\hat g, \\nabla J)$ "
+    f"({definition('direction-bias')}). VL Norm's total per group is fixed, so its step size "
+    "cannot drift, but its weights depend on length, so its direction tilts nearly as much as "
+    "GRPO's. Only Dr. GRPO and the sequence sum, whose weights ignore lengths, keep both."
 )
 
 # ----------------------------------------------------------------------------- calculator
@@ -180,20 +197,24 @@ with inputs:
             help="Whole numbers of tokens separated by spaces or commas; each line is one "
             "prompt's group, and every group needs the same number of answers.",
         )
-    number_field(CalculatorConfig, "max_len", "agg.max_len", "M (max length)")
+    number_field(
+        CalculatorConfig, "max_len", "agg.max_len", "M (max length)", widget_bounds=False
+    )
     st.slider(
         "VL Norm α",
         *ALPHA_RANGE,
         step=0.05,
         key="agg.alpha",
-        help="VL Norm weighs answers ∝ L^-α: 0 is Dr. GRPO, 1 is optimal for independent tokens.",
+        help="VL Norm weighs answers ∝ L^-α: 0 is Dr. GRPO; α = β gives the least token-noise "
+        f"variance when Var(g) = V L^β ({definition('variance')}).",
     )
     st.radio(
         "VL Norm scope",
         ["group", "batch"],
         key="agg.scope",
         horizontal=True,
-        help="Normalise per group (the paper) or over the whole batch (the released code).",
+        help="Normalise per group (the paper) or over the whole batch (the released code); "
+        f"also the oracle's class ({definition('efficiency')}).",
     )
     st.slider(
         "variance exponent β",
@@ -206,12 +227,19 @@ with inputs:
 
 calc_error: str | None = None
 L = None
-try:
-    L = check_lengths(
-        parse_lengths_text(st.session_state["agg.lengths"]), st.session_state["agg.max_len"]
+M_LOW, M_HIGH = 1, 1_000_000
+if not M_LOW <= st.session_state["agg.max_len"] <= M_HIGH:
+    calc_error = (
+        f"M (max length) must be {M_LOW} to {M_HIGH:,}; got "
+        f"{st.session_state['agg.max_len']:,}. Nothing was computed."
     )
-except ValueError as err:
-    calc_error = str(err)
+else:
+    try:
+        L = parse_calculator_lengths(
+            st.session_state["agg.lengths"], st.session_state["agg.max_len"]
+        )
+    except ValueError as err:
+        calc_error = str(err)
 
 with table:
     version = st.session_state.get("_agg_editor_version", 0)
@@ -243,7 +271,7 @@ with outputs:
     else:
         weights = {n: aggregator_weights(n, L, M, alpha, scope) for n in AGGREGATORS}
         answer_var = answer_variance(L, beta=beta)
-        weights[OPTIMAL] = optimal_weights(answer_var, M)
+        weights[OPTIMAL] = optimal_weights(answer_var, M, scope)
         labels = {
             **{n: info.display_name for n, info in AGGREGATORS.items()},
             "vl_norm": f"VL Norm (α={alpha:g}{', batch' if scope == 'batch' else ''})",
@@ -256,29 +284,38 @@ if calc_error is None:
     rows = []
     for name, x in weights.items():
         fig = (
-            figures(x, answer_var, M)
+            figures(x, answer_var, M, scope=scope)
             if name == OPTIMAL
             else aggregator_figures(name, L, M, alpha, scope, beta=beta)
         )
+        info = AGGREGATORS.get(name)
         rows.append(
             {
                 "aggregator": labels[name],
-                "unbiased": AGGREGATORS[name].unbiased if name in AGGREGATORS else True,
+                "step size independent of lengths": info.length_free_step if info else True,
+                "direction unaffected": info.length_free_direction if info else False,
                 "total Σx": fmt(float(x.sum()), 4),
-                "M·Σx": fmt(fig.scale, 4),
+                "scale M·Σx": fmt(fig.scale, 4),
                 "per-group Σx": ", ".join(fmt(float(s), 3) for s in x.sum(axis=1)),
-                "variance / scale²": fmt(fig.variance, 4),
+                "token-noise variance / scale²": fmt(fig.variance, 4),
                 "CV": fmt(fig.cv, 3),
                 "ESS": fmt(fig.ess, 3),
-                "efficiency": fmt(fig.efficiency, 3),
+                "efficiency": "—" if fig.efficiency is None else fmt(fig.efficiency, 3),
             }
         )
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
     st.caption(
-        "M·Σx is the scale: 1 for Dr. GRPO and VL Norm whatever the lengths (M for the "
-        "sequence sum). Efficiency: the least variance of an unbiased weighting "
-        "($x_i \\propto L_i^{-\\beta}$, the oracle) ÷ this one's. ESS: the effective number "
-        "of answers, $(\\sum x)^2/\\sum x^2$."
+        "Scale M·Σx: 1 for Dr. GRPO and VL Norm whatever the lengths (M for the sequence sum); "
+        "for GRPO and DAPO it changes with the lengths "
+        f"({definition('scale')}). Variance: the token-noise term "
+        "$\\sum_i x_i^2 L_i^{\\beta}$ per unit scale only; per-answer reward noise, which "
+        "favours equal weights, is in the Length Lab "
+        f"({definition('variance')}). Efficiency: the oracle, the least such variance of any "
+        f"{ORACLE_CLASS[scope]} ($x_i \\propto L_i^{{-\\beta}}$ "
+        f"{'over the batch' if scope == 'batch' else 'inside each group'}), ÷ this one's; "
+        "— for GRPO and DAPO, whose step size moves with the lengths "
+        f"({definition('efficiency')}). ESS: the effective number of answers, "
+        "$(\\sum x)^2/\\sum x^2$."
     )
 
 # ----------------------------------------------------------------------------- framework view

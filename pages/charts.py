@@ -1,12 +1,17 @@
 """Plotly figure builders: pure functions from engine results to go.Figure (no Streamlit).
 
-Every aggregator keeps one colour across all charts; the 'optimal' oracle is grey and hatched
-(bars) or dashed (lines): a reference, not something a trainer runs.
+Every aggregator keeps one colour, one dash pattern and one marker across all charts, so lines
+that lie on top of each other (Dr. GRPO and VL Norm at a step ratio of 1) both stay visible;
+the 'optimal' oracle is grey and hatched (bars) or long-dashed (lines): a reference, not
+something a trainer runs. Legends sit below the axis title, with room for as many rows as they
+need.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+
+import math
 
 import numpy as np
 import plotly.graph_objects as go
@@ -14,6 +19,7 @@ from plotly.subplots import make_subplots
 
 from vlsim.aggregators import AGGREGATORS
 from vlsim.montecarlo import OPTIMAL, LabResult, SweepPoint
+from vlsim.numfmt import format_number
 
 COLORS: dict[str, str] = {
     "grpo": "#d62728",
@@ -24,6 +30,27 @@ COLORS: dict[str, str] = {
     OPTIMAL: "#9a9a9a",
 }
 """One colour per aggregator, the same on every chart."""
+
+LINE_STYLES: dict[str, dict] = {
+    "grpo": {"dash": "solid", "width": 2, "symbol": "circle"},
+    "dapo": {"dash": "dash", "width": 2, "symbol": "square"},
+    "dr_grpo": {"dash": "solid", "width": 5, "symbol": "diamond"},
+    "seq_sum": {"dash": "dashdot", "width": 2, "symbol": "x"},
+    "vl_norm": {"dash": "dot", "width": 3, "symbol": "triangle-up"},
+    OPTIMAL: {"dash": "longdash", "width": 2, "symbol": "circle-open"},
+}
+"""Dash, width and marker per aggregator: Dr. GRPO is drawn wide and solid, VL Norm dotted on
+top, so the two stay distinguishable where their lines coincide."""
+
+
+def line_style(name: str) -> dict:
+    """plotly `line` and `marker` dicts of an aggregator's line (colour, dash, marker)."""
+    style = LINE_STYLES.get(name, {"dash": "solid", "width": 2, "symbol": "circle"})
+    return {
+        "line": {"color": color_of(name), "dash": style["dash"], "width": style["width"]},
+        "marker": {"symbol": style["symbol"], "size": 8, "color": color_of(name)},
+    }
+
 
 MICRO_BATCH_COLORS = [
     "#4c78a8",
@@ -47,16 +74,50 @@ THEORY_MARKER = {
 }
 
 
+LEGEND_ROW_PX = 24  # height of one legend row
+LEGEND_WIDTH_PX = 480  # the width a legend row is assumed to have (half-page charts)
+
+
+def _legend_rows(fig: go.Figure) -> int:
+    """How many rows the horizontal legend needs, estimated from its entries' text."""
+    names = {
+        (t.legendgroup or t.name)
+        for t in fig.data
+        if t.name and t.showlegend is not False and fig.layout.showlegend is not False
+    }
+    if not names:
+        return 0
+    width = sum(7 * len(str(n)) + 45 for n in names)
+    return max(1, math.ceil(width / LEGEND_WIDTH_PX))
+
+
 def _layout(fig: go.Figure, title: str, height: int = 380, **kwargs) -> go.Figure:
-    """Shared look: title top left, legend in one row under the plot."""
+    """Shared look: title top left; the legend under the x-axis title, in as many rows as it
+    needs (pinned to the bottom of the figure, with the bottom margin grown to hold it)."""
     fig.update_layout(
         title={"text": title, "x": 0.01, "xanchor": "left", "font": {"size": 15}},
         template="plotly_white",
-        height=height,
-        margin={"l": 60, "r": 20, "t": 50, "b": 40},
-        legend={"orientation": "h", "yanchor": "top", "y": -0.22, "x": 0, "xanchor": "left"},
         hoverlabel={"namelength": -1},
         **kwargs,
+    )
+    rows = _legend_rows(fig)
+    x_titled = any(
+        getattr(fig.layout[axis].title, "text", None)
+        for axis in fig.layout
+        if axis.startswith("xaxis")
+    )
+    bottom = 40 + (28 if x_titled else 0) + rows * LEGEND_ROW_PX
+    fig.update_layout(
+        height=height + rows * LEGEND_ROW_PX,
+        margin={"l": 60, "r": 20, "t": 50, "b": bottom},
+        legend={
+            "orientation": "h",
+            "yref": "container",
+            "yanchor": "bottom",
+            "y": 0.0,
+            "x": 0,
+            "xanchor": "left",
+        },
     )
     return fig
 
@@ -82,7 +143,16 @@ def nice_log_ticks(lo: float, hi: float) -> list[float]:
                 ticks.append(value)
     if len(ticks) > 9:  # too many: keep the powers of ten
         ticks = [t for t in ticks if np.isclose(np.log10(t), round(np.log10(t)))]
+    if len(ticks) < 2:  # a narrow range: its ends, to two significant digits
+        ticks = sorted({float(f"{lo:.2g}"), float(f"{hi:.2g}")})
     return ticks
+
+
+def log_tick_text(value: float) -> str:
+    """A log-axis tick label: plain for ordinary sizes, '1e-5' style otherwise."""
+    if 1e-3 <= abs(value) < 1e5:
+        return f"{value:g}"
+    return f"{value:.0e}".replace("e-0", "e-").replace("e+0", "e")
 
 
 def color_of(name: str) -> str:
@@ -145,23 +215,27 @@ def _swatch(name: str, color: str) -> go.Scatter:
 
 
 def scale_figure(result: LabResult) -> go.Figure:
-    """M E[sum x] per aggregator on a log axis: Monte Carlo bars, closed-form diamonds, 1 = unbiased."""
-    bars = _bars(result, "scale", "scale_se")
+    """Step size on the current lengths / on the reference lengths, per aggregator (1 = the
+    step did not move): Monte Carlo bars with 95% intervals, closed-form diamonds."""
+    bars = _bars(result, "relative_scale", "relative_scale_se", text_format=".2f")
+    bars.text = [f"×{r.relative_scale:.2f}" for r in result.results]
     bars.showlegend = False
     fig = go.Figure(
-        [bars, _theory(result, "scale_theory"), _swatch("Monte Carlo (±95%)", "#777777")]
+        [
+            bars,
+            _theory(result, "relative_scale_theory"),
+            _swatch("Monte Carlo (±95%)", "#777777"),
+        ]
     )
     fig.add_hline(
         y=1,
         line={"dash": "dot", "color": "#555"},
-        annotation_text="unbiased step = 1",
-        annotation_position="bottom right",
+        annotation_text="same step as at the reference",
+        annotation_position="top right",
     )
-    values = [r.scale for r in result.results] + [r.scale_theory for r in result.results]
-    top = np.log10(max(max(values), 1.0)) + 0.5
-    bottom = np.log10(min(min(values), 1.0)) - 0.3
-    fig.update_yaxes(type="log", range=[bottom, top], title="scale  M·E[Σx]", dtick=1)
-    return _layout(fig, "Step size (scale): 1 means unbiased", height=400)
+    top = max(max(r.relative_scale, r.relative_scale_theory) for r in result.results)
+    fig.update_yaxes(title="step now ÷ step at reference", range=[0, max(1.25, top * 1.2)])
+    return _layout(fig, "Step-size drift: step now ÷ step at the reference lengths", height=400)
 
 
 def variance_figure(result: LabResult) -> go.Figure:
@@ -206,69 +280,72 @@ def cv_figure(result: LabResult) -> go.Figure:
 
 
 def efficiency_figure(result: LabResult) -> go.Figure:
-    """Least achievable token-noise variance / this one: 1 = optimal."""
-    bars = _bars(result, "efficiency", "efficiency_se", text_format=".2f")
+    """Oracle token-noise variance / this one, for the aggregators with a length-free step (the
+    oracle's class); GRPO and DAPO have no efficiency (None) and are left out."""
+    kept = [r for r in result.results if r.efficiency is not None]
+    shown = result.model_copy(update={"results": kept})
+    bars = _bars(shown, "efficiency", "efficiency_se", text_format=".2f")
     bars.showlegend = False
     fig = go.Figure(
-        [bars, _theory(result, "efficiency_theory"), _swatch("Monte Carlo (±95%)", "#777777")]
+        [bars, _theory(shown, "efficiency_theory"), _swatch("Monte Carlo (±95%)", "#777777")]
     )
     fig.add_hline(y=1, line={"dash": "dot", "color": "#555"})
-    top = max(max(r.efficiency, r.efficiency_theory) for r in result.results)
-    fig.update_yaxes(title="efficiency", range=[0, max(1.15, top * 1.15)])
-    return _layout(fig, "Efficiency of the token-noise part (1 = optimal)", height=400)
+    top = max(max(r.efficiency, r.efficiency_theory) for r in kept)
+    fig.update_yaxes(title="efficiency (token noise)", range=[0, max(1.15, top * 1.15)])
+    return _layout(fig, "Efficiency of the token-noise part (1 = the oracle)", height=400)
 
 
 def direction_figure(result: LabResult) -> go.Figure:
-    """Direction bias 1 - cos(E g_hat, grad J) and the length tilt in degrees, as side-by-side
-    horizontal bars (one row per aggregator)."""
+    """Signed angle between the expected update and grad J (> 0: toward longer answers), one
+    horizontal bar per aggregator with its 95% interval; 1 - cos is in the bar's label."""
     rows = result.results
-    fig = make_subplots(
-        rows=1,
-        cols=2,
-        shared_yaxes=True,
-        subplot_titles=("direction bias  1 − cos", "length tilt (°)"),
-        horizontal_spacing=0.06,
-    )
-    names = [r.display_name for r in rows]
-    for col, (value, se) in enumerate(
-        (("direction_bias", "cosine_se"), ("length_tilt_deg", "length_tilt_se")), start=1
-    ):
-        fig.add_trace(
-            go.Bar(
-                y=names,
-                x=[getattr(r, value) for r in rows],
-                orientation="h",
-                marker={
-                    "color": [color_of(r.name) for r in rows],
-                    "pattern": {"shape": ["/" if r.name == OPTIMAL else "" for r in rows]},
-                },
-                error_x={"type": "data", "array": [Z95 * getattr(r, se) for r in rows]},
-                customdata=[r.name for r in rows],
-                showlegend=False,
-                hovertemplate="%{y}: %{x:.4g}<extra></extra>",
-            ),
-            row=1,
-            col=col,
+    tilts = [r.length_tilt_deg for r in rows]
+    fig = go.Figure(
+        go.Bar(
+            y=[r.display_name for r in rows],
+            x=tilts,
+            orientation="h",
+            marker={
+                "color": [color_of(r.name) for r in rows],
+                "pattern": {"shape": ["/" if r.name == OPTIMAL else "" for r in rows]},
+            },
+            error_x={"type": "data", "array": [Z95 * r.length_tilt_se for r in rows]},
+            text=[f"{t:+.1f}°  (1−cos {format_number(r.direction_bias, 2)})" for t, r in zip(tilts, rows, strict=True)],
+            textposition="outside",
+            cliponaxis=False,
+            customdata=[r.name for r in rows],
+            showlegend=False,
+            hovertemplate="%{y}: %{x:.3g}°<extra></extra>",
         )
-    fig.add_vline(x=0, line={"color": "#555", "width": 1}, row=1, col=2)
-    # Floors keep numerical noise (1 - cos ~ 1e-9 when kappa = 0) from looking like bias.
-    top = max(max(r.direction_bias + Z95 * r.cosine_se for r in rows), 1e-3)
-    fig.update_xaxes(range=[0, top * 1.15], row=1, col=1)
-    span = max(max(abs(r.length_tilt_deg) + Z95 * r.length_tilt_se for r in rows), 1.0)
-    fig.update_xaxes(range=[-span * 1.15, span * 1.15], row=1, col=2)
+    )
+    fig.add_vline(x=0, line={"color": "#555", "width": 1})
+    # A floor keeps numerical noise (a few 1e-3 degrees when kappa = 0) from looking like bias.
+    span = max(max(abs(t) + Z95 * r.length_tilt_se for t, r in zip(tilts, rows, strict=True)), 1.0)
+    fig.update_xaxes(
+        range=[-span * 1.9, span * 1.9],
+        nticks=7,
+        title="tilt toward longer answers (°); − : toward shorter",
+    )
     fig.update_yaxes(autorange="reversed")
-    fig.update_annotations(font_size=13)
-    fig = _layout(fig, "Direction: does the update point where ∇J points?", height=400)
-    fig.update_layout(margin={"l": 120})
+    fig = _layout(fig, "Direction: angle of E[update] from ∇J", height=400)
+    fig.update_layout(margin={"l": 130})
     return fig
 
 
+SWEEP_PANELS = (
+    ("relative_scale", "step ÷ step at reference"),
+    ("cv", "CV (relative noise)"),
+    ("efficiency", "efficiency (token noise)"),
+)
+
+
 def sweep_figure(points: Sequence[SweepPoint], param: str, x_title: str, log_x: bool) -> go.Figure:
-    """Scale (log), CV and efficiency of every aggregator against the swept value."""
+    """Step ratio to the reference (log), CV and efficiency of every aggregator against the
+    swept value (efficiency only for aggregators that have one)."""
     fig = make_subplots(
         rows=1,
         cols=3,
-        subplot_titles=("scale  M·E[Σx] (1 = unbiased)", "CV (relative noise)", "efficiency"),
+        subplot_titles=[title for _, title in SWEEP_PANELS],
         horizontal_spacing=0.08,
     )
     if not points:
@@ -279,34 +356,93 @@ def sweep_figure(points: Sequence[SweepPoint], param: str, x_title: str, log_x: 
         rows = [p.result.by_name()[name] for p in points]
         # VL Norm's display name carries alpha, which changes along an alpha sweep.
         label = "VL Norm" if name == "vl_norm" and param == "alpha" else rows[0].display_name
-        line = {"color": color_of(name), "dash": "dash" if name == OPTIMAL else "solid"}
-        for col, key in enumerate(("scale", "cv", "efficiency"), start=1):
+        style = line_style(name)
+        for col, (key, _) in enumerate(SWEEP_PANELS, start=1):
+            y = [getattr(r, key) for r in rows]
+            if all(v is None for v in y):
+                continue
             fig.add_trace(
                 go.Scatter(
                     x=x,
-                    y=[getattr(r, key) for r in rows],
+                    y=y,
                     mode="lines+markers",
                     name=label,
                     legendgroup=name,
                     showlegend=col == 1,
-                    line=line,
-                    marker={"size": 6},
+                    line=style["line"],
+                    marker=style["marker"],
                     customdata=[name] * len(rows),
                     hovertemplate=f"{label}<br>x=%{{x:.4g}}<br>{key}=%{{y:.4g}}<extra></extra>",
                 ),
                 row=1,
                 col=col,
             )
-    fig.update_yaxes(type="log", dtick=1, row=1, col=1)
+    ratios = [p.result.by_name()[n].relative_scale for p in points for n in names]
+    ticks = nice_log_ticks(min(ratios + [1.0]), max(ratios + [1.0]))
+    fig.update_yaxes(
+        type="log",
+        tickvals=ticks,
+        ticktext=[log_tick_text(t) for t in ticks],
+        row=1,
+        col=1,
+    )
     fig.update_yaxes(rangemode="tozero", row=1, col=2)
     fig.update_yaxes(rangemode="tozero", row=1, col=3)
-    ticks = nice_log_ticks(min(x), max(x)) if log_x else None
+    x_ticks = nice_log_ticks(min(x), max(x)) if log_x else None
     for col in (1, 2, 3):
         fig.update_xaxes(
-            title=x_title, type="log" if log_x else "linear", tickvals=ticks, row=1, col=col
+            title=x_title if col == 2 else None,
+            type="log" if log_x else "linear",
+            tickvals=x_ticks,
+            ticktext=[log_tick_text(t) for t in x_ticks] if x_ticks else None,
+            nticks=6,
+            row=1,
+            col=col,
         )
     fig.update_annotations(font_size=13)
     return _layout(fig, f"Sweep: {x_title}", height=440)
+
+
+def alpha_variance_figure(points: Sequence[SweepPoint]) -> go.Figure:
+    """VL Norm's variance against alpha: total, token-noise part and reward-sampling part, with
+    the alpha that minimises the total and the one that minimises the token noise marked."""
+    alphas = [p.value for p in points]
+    rows = [p.result.by_name()["vl_norm"] for p in points]
+    parts = (
+        ("variance", "total", "#2a9d55", "solid"),
+        ("noise_variance", "token-noise part", "#1f77b4", "dash"),
+        ("signal_variance", "reward-sampling part", "#ff7f0e", "dot"),
+    )
+    fig = go.Figure()
+    for key, label, color, dash in parts:
+        y = [getattr(r, key) for r in rows]
+        fig.add_trace(
+            go.Scatter(
+                x=alphas,
+                y=y,
+                mode="lines+markers",
+                name=label,
+                line={"color": color, "dash": dash, "width": 3 if key == "variance" else 2},
+                hovertemplate=f"α=%{{x:.3g}}: %{{y:.4g}}<extra>{label}</extra>",
+            )
+        )
+        best = int(np.argmin(y))
+        if key != "signal_variance":
+            fig.add_trace(
+                go.Scatter(
+                    x=[alphas[best]],
+                    y=[y[best]],
+                    mode="markers+text",
+                    marker={"symbol": "star", "size": 14, "color": color},
+                    text=[f"least at α={alphas[best]:g}"],
+                    textposition="top center",
+                    showlegend=False,
+                    hoverinfo="skip",
+                )
+            )
+    fig.update_xaxes(title="VL Norm α (0 = Dr. GRPO)", nticks=9)
+    fig.update_yaxes(title="variance per unit scale", rangemode="tozero")
+    return _layout(fig, "Which α is least noisy? Total vs token noise", height=400)
 
 
 def length_histogram(lengths: np.ndarray, summary: Mapping[str, float], max_len: int) -> go.Figure:
@@ -383,11 +519,18 @@ def weights_figure(
         )
     fig = go.Figure(traces)
     fig.update_layout(barmode="group", bargap=0.2)
-    fig.update_yaxes(type="log", title="weight x (log)")
+    # Explicit 1-2-5 (or power-of-ten) ticks: plotly's own log labels run together.
+    positive = [float(np.min(w[w > 0])) for w in map(np.asarray, weights.values()) if (w > 0).any()]
+    top = max(float(np.max(np.asarray(w))) for w in weights.values())
+    ticks = nice_log_ticks(min(positive), top) if positive else None
+    fig.update_yaxes(
+        type="log",
+        title="weight x (log)",
+        tickvals=ticks,
+        ticktext=[log_tick_text(t) for t in ticks] if ticks else None,
+    )
     fig.update_xaxes(title="answer (group · index, length)")
-    fig = _layout(fig, "Weight of each answer", height=440)
-    fig.update_layout(legend={"y": -0.3})
-    return fig
+    return _layout(fig, "Weight of each answer", height=440)
 
 
 def framework_figure(

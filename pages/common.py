@@ -13,9 +13,19 @@ import streamlit as st
 from pydantic import BaseModel
 
 from vlsim.lengths import length_summary, parse_length_spec, sample_lengths
-from vlsim.montecarlo import LabResult, run_lab
+from vlsim.montecarlo import OPTIMAL, LabResult, run_lab
+from vlsim.numfmt import format_number
 
 MAX_WIDGET_INT = 2**53 - 1  # the largest integer a browser number widget holds exactly
+
+DEFINITIONS = "/definitions"
+"""URL path of the Definitions page; anchors: scale, drift, direction-bias, variance, cv,
+efficiency, slope, interval, verdict, speed-up."""
+
+
+def definition(anchor: str, text: str = "Definition") -> str:
+    """A markdown link to one figure's definition, for help texts and captions."""
+    return f"[{text}]({DEFINITIONS}#{anchor})"
 
 # ----------------------------------------------------------------------------- navigation
 
@@ -110,7 +120,9 @@ def clamp_notices(values: dict[str, Any], defaults: Mapping[str, Any]) -> list[s
     for key, value in list(values.items()):
         if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_WIDGET_INT:
             values[key] = defaults.get(key)
-            notices.append(f"{key.split('.')[-1]} = {value} is too large for this page")
+            notices.append(
+                f"{key.split('.')[-1]} = {format_number(value)} is too large for this page"
+            )
     return notices
 
 
@@ -134,8 +146,20 @@ def field_default(model_cls: type[BaseModel], name: str) -> Any:
     return None if field.is_required() else field.get_default(call_default_factory=True)
 
 
-def number_field(model_cls: type[BaseModel], name: str, key: str, label: str | None = None) -> Any:
-    """A number_input built from a pydantic field: its type, inclusive bounds and description."""
+def number_field(
+    model_cls: type[BaseModel],
+    name: str,
+    key: str,
+    label: str | None = None,
+    widget_bounds: bool = True,
+) -> Any:
+    """A number_input built from a pydantic field: its type, inclusive bounds and description.
+
+    widget_bounds=False leaves the field's bounds to the page's validation: a browser widget
+    with bounds silently keeps its old value when an out-of-range number is typed, whereas
+    without them the value reaches the page, which can block the action and say what is
+    allowed (the description then names the range).
+    """
     field = model_cls.model_fields[name]
     bounds = _bounds(field)
     is_int = field.annotation is int
@@ -147,6 +171,11 @@ def number_field(model_cls: type[BaseModel], name: str, key: str, label: str | N
         "help": field.description,
         "step": (10 if big else 1) if is_int else (10.0 if big else 0.05),
     }
+    if not widget_bounds:
+        allowed = allowed_range(bounds)
+        if allowed:
+            kwargs["help"] = f"{field.description or ''} Allowed: {allowed}."
+        bounds = {"ge": -MAX_WIDGET_INT if is_int else None, "le": None}
     if bounds["ge"] is not None:
         kwargs["min_value"] = int(bounds["ge"]) if is_int else float(bounds["ge"])
     if bounds["le"] is not None:
@@ -156,6 +185,18 @@ def number_field(model_cls: type[BaseModel], name: str, key: str, label: str | N
     if not is_int:
         kwargs["format"] = "%g"
     return st.number_input(label or name.replace("_", " "), **kwargs)
+
+
+def allowed_range(bounds: Mapping[str, float | None]) -> str:
+    """'2 to 1024', 'at least 1' or '' from a field's inclusive bounds."""
+    lo, hi = bounds.get("ge"), bounds.get("le")
+    if lo is not None and hi is not None:
+        return f"{format_number(lo)} to {format_number(hi)}"
+    if lo is not None:
+        return f"at least {format_number(lo)}"
+    if hi is not None:
+        return f"at most {format_number(hi)}"
+    return ""
 
 
 # ----------------------------------------------------------------------------- engine calls
@@ -193,26 +234,61 @@ def fmt(value: float, digits: int = 3) -> str:
 
 
 def lab_headline(result: LabResult) -> str:
-    """The Length Lab's main message, in words, from the numbers of this result."""
+    """The Length Lab's main message, in words, from the numbers of this result: the step-size
+    drift since the reference lengths, the direction, then the noise."""
     by = result.by_name()
+    cfg = result.config
     lines = []
-    biased = [by[n] for n in ("grpo", "dapo") if n in by]
-    if biased:
-        said = " and ".join(f"**{r.display_name}** {fmt(r.scale)}" for r in biased)
-        lines.append(
-            f"Scale (1 = unbiased): {said}. Their step size is set by how long the answers "
-            "are, so it drifts as lengths change."
+    moving = [r for r in result.results if r.name != OPTIMAL and not r.length_free_step]
+    steady = [r for r in result.results if r.name != OPTIMAL and r.length_free_step]
+    shift = (
+        f"Answers are {cfg.length_growth:g}× as long as at the reference (mean "
+        f"{result.reference_mean_length:.0f} → {result.mean_length:.0f} tokens). "
+    )
+    if moving:
+        said = ", ".join(
+            f"**{r.display_name}** ×{r.relative_scale:.2f} ({r.drift:+.0%})" for r in moving
         )
-    dr = by.get("dr_grpo")
-    if dr is not None:
         lines.append(
-            f"**Dr. GRPO** is unbiased (scale {dr.scale:.2f}) but noisy: efficiency "
-            f"{dr.efficiency:.2f}, so long answers bring their noise in full."
+            shift + f"Step size now vs then: {said}: a learning rate tuned at the reference "
+            "is off by that factor now. "
+            + (
+                ", ".join(r.display_name for r in steady) + " keep their step size."
+                if steady
+                else ""
+            )
         )
-    vl = by.get("vl_norm")
-    if vl is not None:
-        text = f"**{vl.display_name}**: scale {vl.scale:.2f}, efficiency {vl.efficiency:.2f}"
-        if dr is not None and dr.variance > 0:
-            text += f", with {100 * vl.variance / dr.variance:.0f}% of Dr. GRPO's variance"
-        lines.append(text + ".")
+    elif steady:
+        lines.append(shift + "Every aggregator shown keeps its step size whatever the lengths.")
+    kept = [r for r in result.results if r.name != OPTIMAL and r.length_free_direction]
+    tilted = [r for r in result.results if r.name != OPTIMAL and not r.length_free_direction]
+    if cfg.length_slope == 0:
+        lines.append(
+            "κ = 0: correctness does not depend on length, so no aggregator tilts the update. "
+            "Set the length-correctness slope κ to see which weightings do."
+        )
+    elif tilted:
+        lines.append(
+            f"κ = {cfg.length_slope:g} links length and correctness, and every length-dependent "
+            "weighting tilts the update: "
+            + ", ".join(f"**{r.display_name}** {r.angle_deg:.1f}°" for r in tilted)
+            + (
+                "; " + " and ".join(r.display_name for r in kept) + " keep the direction (0°)."
+                if kept
+                else "."
+            )
+        )
+    dr, vl = by.get("dr_grpo"), by.get("vl_norm")
+    if dr is not None and vl is not None and dr.noise_variance > 0 and dr.variance > 0:
+        noise = vl.noise_variance / dr.noise_variance
+        total = vl.variance / dr.variance
+        text = (
+            f"Noise: **{vl.display_name}** has {noise:.0%} of Dr. GRPO's token-noise variance "
+            f"(efficiency {vl.efficiency:.2f} vs {dr.efficiency:.2f})"
+            f" and {total:.0%} of its total variance, which adds per-answer reward noise that "
+            "equal weights handle best."
+        )
+        if total > 1:
+            text += " Here the total favours **Dr. GRPO**."
+        lines.append(text)
     return "\n".join(f"- {line}" for line in lines)

@@ -19,11 +19,18 @@ st.latex(
     r"\qquad \mathrm{Var}(\hat g) = V \sum_{k,i} x_{k,i}^2 L_{k,i}"
 )
 st.markdown(
-    "The weights decide two things. **Bias**: if $\\sum x$ depends on the lengths (GRPO, DAPO), "
-    "the step size drifts as answers grow, and when length and correctness are related the "
-    "update also tilts toward longer or shorter answers. **Variance**: a constant weight "
-    "(Dr. GRPO) lets long answers bring their noise in full. VL Norm keeps $\\sum x$ constant "
-    "and weighs answers $\\propto 1/L_i$: unbiased, and the least variance possible."
+    "The weights decide three things. **Step size**: if $\\sum x$ depends on the lengths "
+    "(GRPO, DAPO), the step *drifts* as answers grow, as if the learning rate changed during "
+    "training. **Direction**: when length and correctness are related, every weighting that "
+    "depends on length (GRPO, DAPO slightly, and VL Norm too) tilts the update toward longer or "
+    "shorter answers; only length-free weights (Dr. GRPO, the sequence sum) keep the direction. "
+    "**Noise**: a constant weight (Dr. GRPO) lets long answers bring their token noise in full. "
+    "VL Norm keeps $\\sum x$ constant and weighs answers $\\propto 1/L_i^{\\alpha}$: its step "
+    "size does not depend on the lengths, and with $\\alpha = \\beta$ it has the least "
+    "*token-noise* variance when $\\mathrm{Var}(g_i) = V L_i^{\\beta}$. Per-answer noise that "
+    "does not grow with length favours equal weights, so in total a smaller $\\alpha$, or "
+    "Dr. GRPO, can be less noisy. Every figure is defined on the "
+    "[Definitions](/definitions) page."
 )
 
 st.subheader("Explore")
@@ -41,8 +48,8 @@ EXPLORE = [
         "pages/length_lab.py",
         "Length Lab",
         ":material/science:",
-        "Monte Carlo of every aggregator's bias and noise for a length distribution you "
-        "choose, with the closed forms beside it.",
+        "Monte Carlo of every aggregator's step-size drift, direction bias and noise as "
+        "answers grow from a reference length distribution, with the closed forms beside it.",
     ),
     (
         "pages/training_arena.py",
@@ -71,6 +78,13 @@ EXPLORE = [
         ":material/lab_research:",
         "Check a claim over several seeds: run A against B (or an α, G or M sweep) in the "
         "background and read curves with bands, steps to a threshold with CIs, and a verdict.",
+    ),
+    (
+        "pages/definitions.py",
+        "Definitions",
+        ":material/menu_book:",
+        "Every figure the app shows (scale, drift, direction bias, variance, CV, efficiency, "
+        "slope, interval, verdict, speed-up) in a sentence or two, with its formula.",
     ),
 ]
 for path, name, icon, description in EXPLORE:

@@ -16,9 +16,9 @@ from pages.common import (
     cached_lab,
     cached_length_sample,
     clamp_notices,
+    definition,
     ensure_app_navigation,
     field_default,
-    fmt,
     lab_headline,
     new_url_params,
     number_field,
@@ -29,9 +29,9 @@ from pages.common import (
     write_url,
 )
 from vlsim.aggregators import AGGREGATORS, ALPHA_RANGE
-from vlsim.config import SWEEP_PARAMS, LabConfig, format_errors
+from vlsim.config import SWEEP_PARAMS, LabConfig
 from vlsim.lengths import LENGTH_FAMILIES
-from vlsim.montecarlo import OPTIMAL, SweepPoint, sweep_config
+from vlsim.montecarlo import OPTIMAL, SweepPoint, best_alpha, sweep_config
 from vlsim.scenario import (
     LOG_SWEEPS,
     SWEEP_DEFAULTS,
@@ -51,6 +51,7 @@ SWEEP_DEFAULT = SweepSettings()
 MAX_URL_LENGTHS = 2000  # empirical lengths beyond this many are not put in the URL
 MAX_ANSWERS = 50_000_000  # simulated answers per run (batches x B x G): about half a minute
 FIELDS = (
+    "length_growth",
     "max_len",
     "group_size",
     "n_groups",
@@ -68,19 +69,65 @@ FIELDS = (
 )
 SWEEP_FIELDS = ("param", "start", "stop", "points", "n_batches")
 SWEEP_HINTS = {
-    "length_scale": "As answers grow, GRPO's and DAPO's scale falls: the same learning rate "
-    "takes smaller steps. The unbiased aggregators stay at their constant scale.",
-    "alpha": "VL Norm's efficiency peaks where α matches the variance exponent β: 1 for "
-    "independent tokens, higher when token correlation ρ makes long answers noisier.",
+    "length_scale": "As answers grow away from the reference, GRPO's and DAPO's step shrinks "
+    "(the same learning rate takes smaller steps); Dr. GRPO, the sequence sum and VL Norm keep "
+    "a step ratio of 1 (their lines lie on top of each other: wide solid and dotted).",
+    "alpha": "VL Norm's token-noise efficiency peaks where α matches the variance exponent β "
+    "(1 for independent tokens, higher when ρ correlates them); the CV, which also counts the "
+    "reward-sampling noise, can be least at a smaller α.",
     "group_size": "More answers per prompt average out more noise: every CV falls, while the "
-    "biased scales stay where the lengths put them.",
+    "step ratios stay where the lengths put them.",
     "rho": "Correlated tokens make a long answer's noise grow faster than its length (β > 1): "
     "VL Norm with a fixed α loses efficiency, the oracle adapts.",
-    "length_slope": "κ ties correctness to length; watch the direction chart above for the "
-    "tilt it causes, and the efficiency here.",
-    "max_len": "Dr. GRPO's and VL Norm's scale stays 1 for any M; GRPO's, DAPO's and the "
-    "sequence sum's grow in proportion to M (while lengths stay below it).",
+    "length_slope": "κ ties correctness to length; the direction chart above shows the tilt "
+    "it causes at the sidebar's κ.",
+    "max_len": "M only rescales the steps (a learning-rate factor): every step ratio to the "
+    "reference stays where the lengths put it, until M starts to cut answers.",
 }
+SWEEP_LABELS = {
+    "length_scale": "stretch lengths (x: mean length)",
+    "alpha": "VL Norm α",
+    "group_size": "group size G",
+    "rho": "token correlation ρ",
+    "length_slope": "length-correctness slope κ",
+    "max_len": "maximum length M",
+}
+FAMILY_NAMES = {
+    "fixed": "Fixed",
+    "uniform": "Uniform",
+    "normal": "Normal",
+    "lognormal": "Log-normal",
+    "mixture": "Mixture (bimodal)",
+    "pareto": "Pareto (long tail)",
+    "empirical": "Empirical (your lengths)",
+}
+LABELS = {
+    "length_growth": "growth since the reference",
+    "max_len": "M (max length)",
+    "group_size": "G (answers)",
+    "n_groups": "B (prompts)",
+    "p_correct": "p correct",
+    "rho": "token correlation ρ",
+    "token_noise": "token noise σ",
+    "n_batches": "batches",
+    "seed": "seed",
+    "points": "points",
+    "start": "from",
+    "stop": "to",
+}
+ALPHA_GRID = [0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0]  # the α-variance curve
+ALPHA_BATCHES = 2000  # Monte Carlo batches per point of that curve
+
+
+def readable_errors(err: ValidationError) -> str:
+    """Validation errors as lines naming the widget a student typed into."""
+    lines = []
+    for e in err.errors():
+        loc = [str(p) for p in e["loc"] if str(p) not in LENGTH_FAMILIES]
+        where = " › ".join(LABELS.get(p, p.replace("_", " ")) for p in loc) or "settings"
+        msg = str(e["msg"]).removeprefix("Value error, ")
+        lines.append(f"- **{where}**: {msg}")
+    return "\n".join(lines)
 
 
 def family_fields(kind: str) -> list[str]:
@@ -132,9 +179,12 @@ def empirical_spec() -> dict:
 
 st.title("Length Lab")
 st.markdown(
-    "Synthetic RLVR batches: every answer's gradient is its advantage times a signal plus one "
-    "noise term per token, so $\\mathrm{Var}(g_i) \\propto L_i$. Each aggregator weighs the same "
-    "sampled batches; the charts show its **bias** (scale, direction) and its **noise**."
+    "Synthetic RLVR batches: every answer's gradient is its advantage times a per-answer signal "
+    "plus one noise term per token, so the token noise grows like $\\mathrm{Var}(g_i) \\propto "
+    "L_i$. Each aggregator weighs the same sampled batches. The charts show the two faces of "
+    "**bias**, the step size that *drifts* as answers grow and the *direction* that tilts when "
+    "length and correctness are linked, and the **noise** of each update "
+    f"({definition('drift', 'definitions')})."
 )
 
 url = new_url_params(PAGE)
@@ -167,17 +217,24 @@ if st.session_state[f"{K}kind"] not in kinds:
 with st.sidebar:
     st.header("Answer lengths")
     kind = st.selectbox(
-        "length family",
+        "length family (now)",
         kinds,
         key=f"{K}kind",
-        format_func=lambda k: {"pareto": "pareto (long tail)", "mixture": "mixture (bimodal)"}.get(
-            k, k
-        ),
-        help="The distribution answer lengths are drawn from; 'empirical' appears once lengths are supplied.",
+        format_func=FAMILY_NAMES.get,
+        help="The distribution the current answer lengths are drawn from; 'Empirical' appears "
+        "once lengths are supplied.",
     )
     st.caption((LENGTH_FAMILIES[kind].__doc__ or "").strip().splitlines()[0])
     for name in family_fields(kind):
-        number_field(LENGTH_FAMILIES[kind], name, key=f"{K}{kind}.{name}")
+        number_field(LENGTH_FAMILIES[kind], name, key=f"{K}{kind}.{name}", widget_bounds=False)
+    number_field(
+        LabConfig, "length_growth", f"{K}length_growth", "× longer than at the reference",
+        widget_bounds=False,
+    )
+    st.caption(
+        "The reference (e.g. the start of training) has every length divided by this; step "
+        f"sizes are shown relative to it ({definition('drift')})."
+    )
     with st.expander("Your own lengths (empirical)", expanded=kind == "empirical"):
         st.text_area(
             "lengths to resample",
@@ -193,22 +250,23 @@ with st.sidebar:
             )
 
     st.header("Batch")
-    number_field(LabConfig, "max_len", f"{K}max_len", "M (max length)")
+    number_field(LabConfig, "max_len", f"{K}max_len", "M (max length)", widget_bounds=False)
     c1, c2 = st.columns(2)
     with c1:
-        number_field(LabConfig, "group_size", f"{K}group_size", "G (answers)")
+        number_field(LabConfig, "group_size", f"{K}group_size", "G (answers)", widget_bounds=False)
     with c2:
-        number_field(LabConfig, "n_groups", f"{K}n_groups", "B (prompts)")
+        number_field(LabConfig, "n_groups", f"{K}n_groups", "B (prompts)", widget_bounds=False)
 
     st.header("Rewards and gradients")
-    number_field(LabConfig, "p_correct", f"{K}p_correct", "p correct")
+    number_field(LabConfig, "p_correct", f"{K}p_correct", "p correct", widget_bounds=False)
     st.slider(
         "length-correctness slope κ",
         -5.0,
         5.0,
         step=0.05,
         key=f"{K}length_slope",
-        help=LabConfig.model_fields["length_slope"].description,
+        help=LabConfig.model_fields["length_slope"].description
+        + f" Any κ ≠ 0 tilts every length-dependent weighting ({definition('direction-bias')}).",
     )
     st.slider(
         "length drive η",
@@ -218,8 +276,8 @@ with st.sidebar:
         key=f"{K}length_drive",
         help=LabConfig.model_fields["length_drive"].description,
     )
-    number_field(LabConfig, "rho", f"{K}rho", "token correlation ρ")
-    number_field(LabConfig, "token_noise", f"{K}token_noise", "token noise σ")
+    number_field(LabConfig, "rho", f"{K}rho", "token correlation ρ", widget_bounds=False)
+    number_field(LabConfig, "token_noise", f"{K}token_noise", "token noise σ", widget_bounds=False)
     st.toggle(
         "std-normalise advantages",
         key=f"{K}std_normalize",
@@ -232,14 +290,16 @@ with st.sidebar:
         *ALPHA_RANGE,
         step=0.05,
         key=f"{K}alpha",
-        help="VL Norm weighs answers ∝ L^-α: 0 is Dr. GRPO, 1 is optimal for independent tokens.",
+        help="VL Norm weighs answers ∝ L^-α: 0 is Dr. GRPO; α = β gives the least token-noise "
+        f"variance when Var(g) = V L^β ({definition('variance')}).",
     )
     st.radio(
         "VL Norm scope",
         ["group", "batch"],
         key=f"{K}scope",
         horizontal=True,
-        help=LabConfig.model_fields["scope"].description,
+        help=LabConfig.model_fields["scope"].description
+        + f" It also sets the oracle's class ({definition('efficiency')}).",
     )
     st.multiselect(
         "aggregators",
@@ -250,9 +310,9 @@ with st.sidebar:
     )
 
     st.header("Monte Carlo")
-    number_field(LabConfig, "n_batches", f"{K}n_batches", "batches")
+    number_field(LabConfig, "n_batches", f"{K}n_batches", "batches", widget_bounds=False)
     st.caption("20 000 batches is precise; 2 000 is ten times faster.")
-    number_field(LabConfig, "seed", f"{K}seed", "seed")
+    number_field(LabConfig, "seed", f"{K}seed", "seed", widget_bounds=False)
 
 # ----------------------------------------------------------------------------- config
 
@@ -269,7 +329,9 @@ try:
     cfg = LabConfig.model_validate(data)
 except ValidationError as err:
     st.error(
-        "These settings do not fit together:\n\n" + format_errors(err), icon=":material/error:"
+        "Nothing was run: these settings are outside what the lab allows. Change them to "
+        "continue:\n\n" + readable_errors(err),
+        icon=":material/error:",
     )
     remember_widgets(PAGE, K)
     st.stop()
@@ -308,28 +370,69 @@ with st.spinner(
 
 st.info(lab_headline(result), icon=":material/lightbulb:")
 st.caption(
-    f"Lengths: {cfg.lengths.describe()}; mean {result.mean_length:.0f} tokens "
-    f"(std {result.std_length:.0f}), M = {cfg.max_len}, B = {cfg.n_groups} prompts × "
+    f"Lengths now: {cfg.lengths.describe()}; mean {result.mean_length:.0f} tokens "
+    f"(std {result.std_length:.0f}); reference: the same ÷ {cfg.length_growth:g}, mean "
+    f"{result.reference_mean_length:.0f}. M = {cfg.max_len}, B = {cfg.n_groups} prompts × "
     f"G = {cfg.group_size} answers, {cfg.n_batches:,} batches. Bars: Monte Carlo with 95% "
-    "intervals; ◆: closed form; hatched grey: the optimal oracle, the best length-only "
-    "unbiased weighting ($x_i \\propto 1/\\mathrm{Var}(g_i)$), which minimises the token-noise part."
+    "intervals; ◆: closed form; hatched grey: the oracle, the least token-noise variance of any "
+    f"{result.oracle_class} ($x_i \\propto 1/\\mathrm{{Var}}(g_i)$)."
 )
 
 left, right = st.columns(2, gap="large")
 with left:
     st.plotly_chart(charts.scale_figure(result), width="stretch", key="scale_chart")
     st.markdown(
-        "Scale $= M\\,\\mathbb{E}[\\sum_i x_i]$. A constant means the step does not depend on "
-        "the lengths: 1 for Dr. GRPO and VL Norm, $M$ for the sequence sum (just a larger "
-        "learning rate). GRPO ($\\approx M\\,\\mathbb{E}[1/L]$) and DAPO ($\\approx M/\\bar L$) "
-        "move with the lengths: **biased**."
+        "The step size on today's lengths divided by the step size on the reference lengths: "
+        "the learning-rate multiplier the change of lengths applied. GRPO "
+        "($\\propto \\mathbb{E}[1/L]$) and DAPO ($\\propto 1/\\bar L$) shrink their step as "
+        "answers grow: **their step size depends on the lengths**. Dr. GRPO, the sequence sum and "
+        "VL Norm have a constant total weight, so their ratio is exactly 1. The absolute scale "
+        "$M\\,\\mathbb{E}[\\sum_i x_i]$ (in *All numbers*) is only a learning-rate factor. "
+        + definition("drift")
     )
 with right:
+    st.plotly_chart(charts.direction_figure(result), width="stretch", key="direction_chart")
+    if cfg.length_slope == 0:
+        st.markdown(
+            "With κ = 0 correctness does not depend on length, so every aggregator points the "
+            "right way. Set the **length-correctness slope κ** in the sidebar (e.g. −1: long "
+            "answers more often wrong) to see every length-dependent weighting tilt. "
+            + definition("direction-bias")
+        )
+    else:
+        vl = result.by_name().get("vl_norm")
+        grpo = result.by_name().get("grpo")
+        both = (
+            f" (here VL Norm {vl.angle_deg:.1f}° vs GRPO {grpo.angle_deg:.1f}°)"
+            if vl is not None and grpo is not None
+            else ""
+        )
+        st.markdown(
+            f"κ = {cfg.length_slope:g}: length and correctness are linked, so weights that "
+            "depend on length change how much of the 'be longer' direction the update carries. "
+            f"**VL Norm tilts nearly as much as GRPO**{both}: a constant total fixes the step "
+            "size, not the direction. Only Dr. GRPO and the sequence sum, whose weights ignore "
+            "lengths, keep the direction of ∇J. Positive: pushes answers to grow faster than "
+            "the true gradient would. " + definition("direction-bias")
+        )
+
+left, right = st.columns(2, gap="large")
+with left:
     st.plotly_chart(charts.variance_figure(result), width="stretch", key="variance_chart")
     st.markdown(
         "Variance per unit scale (a smaller step is not less noise). Dark: token noise, "
-        "$V\\sum_i x_i^2 L_i$ with its closed form ◆; light: noise from sampling the rewards. "
-        "Long answers carry more token noise, so weights that shrink with $L$ cut it."
+        "$V\\sum_i x_i^2 L_i$ with its closed form ◆, which weights shrinking with $L$ cut; "
+        "light: the per-answer reward-sampling noise, which does not grow with length and is "
+        "least for equal weights (Dr. GRPO). " + definition("variance")
+    )
+with right:
+    st.plotly_chart(charts.efficiency_figure(result), width="stretch", key="efficiency_chart")
+    st.markdown(
+        "Efficiency = the oracle's token-noise variance ÷ this one's, in (0, 1]: the oracle is "
+        f"the best {result.oracle_class}. VL Norm with $\\alpha = \\beta$ reaches 1. GRPO and "
+        "DAPO are not shown: their step size moves with the lengths, so they are outside the "
+        "oracle's class and a ratio would compare unlike things (their noise is in the variance "
+        "chart). " + definition("efficiency")
     )
 
 left, right = st.columns(2, gap="large")
@@ -337,47 +440,52 @@ with left:
     st.plotly_chart(charts.cv_figure(result), width="stretch", key="cv_chart")
     st.markdown(
         "$\\mathrm{CV} = \\sqrt{\\text{variance}}\\,/\\,|\\nabla J|$: the noise of one update "
-        "relative to the true gradient. Lower means fewer steps wasted on noise."
+        "relative to the true gradient, both noise parts included. Lower means fewer steps "
+        "wasted on noise. " + definition("cv")
     )
 with right:
-    st.plotly_chart(charts.efficiency_figure(result), width="stretch", key="efficiency_chart")
+    alpha_cfg = LabConfig.model_validate(
+        {
+            **json.loads(cfg.model_dump_json()),
+            "aggregators": ["vl_norm"],
+            "n_batches": min(cfg.n_batches, ALPHA_BATCHES),
+        }
+    )
+    alpha_points = [
+        SweepPoint(value=a, mean_length=r.mean_length, result=r)
+        for a, r in (
+            (a, cached_lab(sweep_config(alpha_cfg, "alpha", a).model_dump_json()))
+            for a in ALPHA_GRID
+        )
+    ]
+    st.plotly_chart(
+        charts.alpha_variance_figure(alpha_points), width="stretch", key="alpha_chart"
+    )
+    best_total = best_alpha(alpha_points, "variance")
+    best_noise = best_alpha(alpha_points, "noise_variance")
     st.markdown(
-        "Efficiency = the least token-noise variance any unbiased length-only weighting reaches "
-        "(the oracle) ÷ this one's. VL Norm with $\\alpha = \\beta$ is optimal; GRPO can exceed 1 "
-        "only because it is not unbiased."
+        f"VL Norm over α ({min(cfg.n_batches, ALPHA_BATCHES):,} batches per point). "
+        f"The token-noise part is least at α ≈ {best_noise:g} (α = β; β = 1 for independent "
+        f"tokens), the **total at α ≈ {best_total:g}**: \"least variance\" holds for the "
+        "token-noise term with $\\mathrm{Var}(g_i) = V L_i^{\\beta}$ and α = β only. When the "
+        "per-answer reward noise dominates (lower the token noise σ), the total favours small "
+        "α, down to Dr. GRPO (α = 0). " + definition("variance")
     )
 
 left, right = st.columns(2, gap="large")
 with left:
-    st.plotly_chart(charts.direction_figure(result), width="stretch", key="direction_chart")
-    if cfg.length_slope == 0:
-        st.markdown(
-            "With κ = 0 correctness does not depend on length, so every aggregator points the "
-            "right way. Set the **length-correctness slope κ** (e.g. −1: long answers are more "
-            "often wrong) to see length-dependent weights tilt the update."
-        )
-    else:
-        tilts = ", ".join(
-            f"{r.display_name} {r.length_tilt_deg:+.2f}°"
-            for r in result.results
-            if r.name != OPTIMAL
-        )
-        st.markdown(
-            f"κ = {cfg.length_slope:g}: the true gradient's 'be longer' part is "
-            f"{fmt(result.true_longer)}. Tilt toward longer answers relative to ∇J: {tilts}. "
-            "Positive: the aggregator pushes answers to grow faster than the true gradient would."
-        )
-with right:
     sample, summary = cached_length_sample(
         cfg.lengths.model_dump_json(), cfg.max_len, seed=cfg.seed
     )
     st.plotly_chart(
         charts.length_histogram(sample, summary, cfg.max_len), width="stretch", key="length_hist"
     )
+with right:
     st.markdown(
-        f"Mean {summary['mean']:.0f}, median {summary['median']:.0f}, p95 {summary['p95']:.0f} "
-        f"tokens; {100 * summary['at_max']:.1f}% of answers hit M = {cfg.max_len}. The longer the "
-        "tail, the more GRPO/DAPO's scale and Dr. GRPO's noise depend on a few long answers."
+        f"**Lengths now.** Mean {summary['mean']:.0f}, median {summary['median']:.0f}, p95 "
+        f"{summary['p95']:.0f} tokens; {100 * summary['at_max']:.1f}% of answers hit "
+        f"M = {cfg.max_len}. The wider the spread, the more Dr. GRPO's noise depends on a few "
+        "long answers and the more a length-dependent weighting can tilt."
     )
 
 with st.expander("All numbers"):
@@ -385,15 +493,20 @@ with st.expander("All numbers"):
         [
             {
                 "aggregator": r.display_name,
-                "scale": r.scale,
+                "step now ÷ at reference": r.relative_scale,
+                "(closed form)": r.relative_scale_theory,
+                "drift": r.drift,
+                "batch-to-batch drift": r.batch_drift,
+                "scale M·E[Σx]": r.scale,
                 "scale (closed form)": r.scale_theory,
-                "scale drift": r.scale_drift,
                 "variance": r.variance,
                 "token-noise variance": r.noise_variance,
                 "token noise (closed form)": r.noise_variance_theory,
+                "reward-sampling variance": r.signal_variance,
                 "CV": r.cv,
                 "efficiency": r.efficiency,
                 "efficiency (closed form)": r.efficiency_theory,
+                "angle (°)": r.angle_deg,
                 "1 − cos": r.direction_bias,
                 "length tilt (°)": r.length_tilt_deg,
                 "ESS": r.ess,
@@ -403,19 +516,23 @@ with st.expander("All numbers"):
         hide_index=True,
         width="stretch",
     )
-    if not result.theory_exact:
-        st.caption(
-            "With κ ≠ 0 the closed forms use E[A²] of the length-independent model, so they are "
-            "approximate."
+    st.caption(
+        "Efficiency is empty for GRPO and DAPO (outside the oracle's class). "
+        + (
+            ""
+            if result.theory_exact
+            else "With κ ≠ 0 the token-noise closed forms use E[A²] of the length-independent "
+            "model, so they are approximate."
         )
+    )
 
 # ----------------------------------------------------------------------------- sweep
 
 st.header("Sweep one parameter")
 st.markdown(
     "Rerun the lab along one parameter (same seed at every point, fewer batches). Stretching "
-    "the lengths shows the scale drift: GRPO's and DAPO's step shrinks as answers grow, while "
-    "the unbiased aggregators stay put; VL Norm keeps its low noise at every length."
+    "the lengths keeps the reference where it is, so the first panel shows the step drifting "
+    "as answers grow: GRPO's and DAPO's step shrinks while the length-free steps stay at 1."
 )
 
 
@@ -425,13 +542,13 @@ def _reset_sweep_range() -> None:
     st.session_state[f"{K}sweep.stop"] = float(stop)
 
 
-c1, c2, c3, c4, c5 = st.columns([2, 1, 1, 1, 1])
+c1, c2, c3, c4, c5 = st.columns([3, 1, 1, 1, 1.3])
 with c1:
     st.selectbox(
         "swept parameter",
         list(SWEEP_PARAMS),
         key=f"{K}sweep.param",
-        format_func=lambda p: SWEEP_PARAMS[p],
+        format_func=SWEEP_LABELS.get,
         on_change=_reset_sweep_range,
         help="The parameter that varies along the x axis; all others stay as in the sidebar.",
     )
@@ -440,21 +557,20 @@ with c2:
 with c3:
     st.number_input("to", key=f"{K}sweep.stop", format="%g", help="Last value of the sweep.")
 with c4:
-    st.number_input(
-        "points", min_value=2, max_value=25, key=f"{K}sweep.points", help="How many values."
-    )
+    st.number_input("points", key=f"{K}sweep.points", step=1, help="How many values: 2 to 25.")
 with c5:
     st.number_input(
         "batches/point",
-        min_value=100,
-        max_value=100_000,
         step=1000,
         key=f"{K}sweep.n_batches",
-        help="Monte Carlo batches at each point: fewer is faster.",
+        help="Monte Carlo batches at each point (100 to 100,000): fewer is faster.",
     )
 
 if sweep_error is not None:
-    st.error("Sweep settings:\n\n" + format_errors(sweep_error), icon=":material/error:")
+    st.error(
+        "The sweep was not run; change these settings:\n\n" + readable_errors(sweep_error),
+        icon=":material/error:",
+    )
 else:
     values = sweep.values()
     per_point = sweep.n_batches * cfg.n_groups * cfg.group_size
@@ -468,14 +584,16 @@ else:
     base_cfg = LabConfig.model_validate(
         {**json.loads(cfg.model_dump_json()), "n_batches": sweep.n_batches}
     )
-    bar = st.progress(0.0, text=f"Sweeping {SWEEP_PARAMS[sweep.param]}...")
+    bar = st.progress(0.0, text=f"Sweeping {SWEEP_LABELS[sweep.param]}...")
     points: list[SweepPoint] = []
     for i, value in enumerate(values):
         try:
             point_cfg = sweep_config(base_cfg, sweep.param, value)
-        except (ValidationError, ValueError) as err:
-            detail = format_errors(err) if isinstance(err, ValidationError) else str(err)
-            st.error(f"At {sweep.param} = {value:g}: {detail}", icon=":material/error:")
+        except ValueError as err:  # e.g. lengths stretched past what the family allows
+            st.error(
+                f"The sweep stopped at point {i + 1} of {len(values)}: {err}",
+                icon=":material/error:",
+            )
             break
         point = cached_lab(point_cfg.model_dump_json())
         points.append(SweepPoint(value=value, mean_length=point.mean_length, result=point))

@@ -66,7 +66,24 @@ def test_registry_is_complete() -> None:
     assert set(AGGREGATORS) == {"grpo", "dapo", "dr_grpo", "seq_sum", "vl_norm"}
     for info in AGGREGATORS.values():
         assert info.latex.startswith("x_{k,i}") and info.description and info.display_name
-    assert {n for n, i in AGGREGATORS.items() if i.unbiased} == {"dr_grpo", "seq_sum", "vl_norm"}
+    step = {n for n, i in AGGREGATORS.items() if i.length_free_step}
+    direction = {n for n, i in AGGREGATORS.items() if i.length_free_direction}
+    assert step == {"dr_grpo", "seq_sum", "vl_norm"}
+    assert direction == {"dr_grpo", "seq_sum"}
+    assert direction <= step  # weights that ignore lengths have a length-free total too
+
+
+@pytest.mark.parametrize("scope", ["group", "batch"])
+@pytest.mark.parametrize("name", list(AGGREGATORS))
+def test_registry_flags_match_the_weights(name: str, scope: str) -> None:
+    """length_free_step: the batch total is the same for any lengths; length_free_direction:
+    the weights themselves ignore the lengths (checked on random batches, VL Norm at alpha 1)."""
+    rng = np.random.default_rng(3)
+    batches = rng.integers(1, 501, size=(20, 3, 4))
+    x = np.stack([weights(name, L, 500, alpha=1.0, scope=scope) for L in batches])  # (20, 3, 4)
+    totals = x.sum(axis=(1, 2))
+    assert np.allclose(totals, totals[0], rtol=1e-12) == AGGREGATORS[name].length_free_step
+    assert np.allclose(x, x[0], rtol=1e-12) == AGGREGATORS[name].length_free_direction
 
 
 @pytest.mark.parametrize("name", list(AGGREGATORS))
@@ -119,7 +136,7 @@ def test_alpha_zero_equals_dr_grpo(L: np.ndarray, scope: str) -> None:
 
 @settings(max_examples=60, deadline=None)
 @given(lengths_strategy, lengths_strategy, alphas)
-def test_unbiased_group_sums_do_not_depend_on_lengths(
+def test_length_free_group_sums_do_not_depend_on_lengths(
     L1: np.ndarray, L2: np.ndarray, alpha: float
 ) -> None:
     """dr_grpo, seq_sum and vl_norm(group) give every group the same total, whatever the lengths."""

@@ -68,8 +68,30 @@ def test_home_renders_with_links():
     assert not at.exception
     assert "loss aggregation" in at.title[0].value
     links = [e.proto.page for e in at.get("page_link")]
-    assert len(links) == 6, links  # one per page but Home
+    assert len(links) == 7, links  # one per page but Home
     assert at.get("latex")  # the key formula
+    text = texts(at.markdown)
+    assert "least variance possible" not in text and "unbiased" not in text
+    assert "token-noise" in text and "Dr. GRPO" in text  # the condition of 'least variance'
+
+
+def test_definitions_page_renders_every_anchor():
+    at = open_page("pages/definitions.py")
+    assert not at.exception, at.exception
+    anchors = [h.proto.anchor for h in at.header]
+    assert anchors == [
+        "scale",
+        "drift",
+        "direction-bias",
+        "variance",
+        "cv",
+        "efficiency",
+        "slope",
+        "interval",
+        "verdict",
+        "speed-up",
+    ]
+    assert "$" in texts(at.markdown)  # formulas, rendered by st.markdown
 
 
 @pytest.mark.parametrize("page", [AGG, LAB])
@@ -93,6 +115,7 @@ def test_length_lab_charts_show_every_aggregator_and_closed_forms():
         "cv_chart",
         "efficiency_chart",
         "direction_chart",
+        "alpha_chart",
         "length_hist",
         "sweep_chart",
     } <= set(figs)
@@ -100,42 +123,112 @@ def test_length_lab_charts_show_every_aggregator_and_closed_forms():
     scale = figs["scale_chart"]
     bars = [t for t in scale["data"] if t["type"] == "bar"]
     assert len(bars) == 1 and sorted(bars[0]["customdata"]) == sorted(names)
-    assert all(v > 0 for v in values(bars[0]["y"]))
+    ratio = dict(zip(bars[0]["customdata"], values(bars[0]["y"]), strict=True))
+    # The step relative to the reference lengths: GRPO's shrank, the length-free ones did not.
+    assert ratio["grpo"] < 0.5 and ratio["dapo"] < 0.5
+    assert ratio["dr_grpo"] == pytest.approx(1) and ratio["vl_norm"] == pytest.approx(1)
     assert bars[0]["error_y"]["array"]  # Monte Carlo error bars
-    theory = [t for t in scale["data"] if t["type"] == "scatter"]
+    theory = [t for t in scale["data"] if t["type"] == "scatter" and t.get("marker")]
     assert theory and theory[0]["marker"]["symbol"] == "diamond"
-    assert scale["layout"]["yaxis"]["type"] == "log"
     # Closed-form markers: the variance's token-noise part and the efficiency.
-    for key in ("variance_chart", "efficiency_chart"):
-        markers = [t for t in figs[key]["data"] if t["type"] == "scatter"]
-        assert markers and len(values(markers[0]["y"])) == len(names)
+    markers = [t for t in figs["variance_chart"]["data"] if t["type"] == "scatter"]
+    assert markers and len(values(markers[0]["y"])) == len(names)
+    # Efficiency only for the length-free steps (GRPO and DAPO are outside the oracle's class).
+    eff = [t for t in figs["efficiency_chart"]["data"] if t["type"] == "bar"][0]
+    assert sorted(eff["customdata"]) == sorted(["dr_grpo", "seq_sum", "vl_norm", OPTIMAL])
+    assert all(v <= 1.2 for v in values(eff["y"]))
     # Variance is stacked: token noise + reward sampling.
     variance_bars = [t for t in figs["variance_chart"]["data"] if t["type"] == "bar"]
     assert [t["name"] for t in variance_bars] == ["token noise", "reward sampling"]
-    # The sweep draws scale, CV and efficiency of every aggregator (one legend entry each).
+    # One direction panel, with few enough ticks not to run together.
+    direction = figs["direction_chart"]
+    assert len([t for t in direction["data"] if t["type"] == "bar"]) == 1
+    assert direction["layout"]["xaxis"]["nticks"] <= 7
+    # The sweep: step ratio and CV of every aggregator, efficiency of the length-free ones.
     sweep = figs["sweep_chart"]["data"]
     assert sorted({t["customdata"][0] for t in sweep}) == sorted(names)
-    assert len(sweep) == 3 * len(names)
+    assert len(sweep) == 3 * len(names) - 2
     assert all(len(values(t["x"])) == 3 for t in sweep)
+    # Lines that coincide (Dr. GRPO and VL Norm at ratio 1) differ in dash and width.
+    styles = {t["customdata"][0]: t["line"] for t in sweep}
+    assert styles["dr_grpo"]["dash"] != styles["vl_norm"]["dash"]
+    assert styles["dr_grpo"]["width"] > styles["vl_norm"]["width"]
+    # Legends sit below the axis titles, with the bottom margin grown for them.
+    for fig in figs.values():
+        legend = fig["layout"].get("legend", {})
+        if legend:
+            assert legend["yref"] == "container" and legend["y"] == 0
+    # Total variance against alpha: three parts and the two minima marked.
+    alpha = figs["alpha_chart"]["data"]
+    assert {t.get("name") for t in alpha} >= {"total", "token-noise part", "reward-sampling part"}
 
 
 def test_length_lab_headline_is_computed_from_the_result():
     at = open_page(LAB, FAST_LAB)
     headline = at.info[0].value
     assert "GRPO" in headline and "Dr. GRPO" in headline and "VL Norm" in headline
-    assert "of Dr. GRPO's variance" in headline
+    assert "×0.2" in headline  # GRPO's step shrank to about a quarter
+    assert "keep the direction" in headline and "token-noise variance" in headline
+    assert "unbiased" not in texts(at.markdown) + headline
 
 
-def test_length_family_switch_to_lognormal():
+def test_default_lab_says_vl_norm_tilts_like_grpo():
     at = open_page(LAB, FAST_LAB)
-    at.selectbox(key="lab.kind").set_value("lognormal").run()
+    text = texts(at.markdown)
+    assert "VL Norm tilts nearly as much as GRPO" in text
+    assert "/definitions#direction-bias" in text and "/definitions#drift" in text
+
+
+def test_kappa_zero_removes_the_tilt_and_says_so():
+    at = open_page(LAB, {**FAST_LAB, "length_slope": "0.0"})
     assert not at.exception, at.exception
-    assert at.number_input(key="lab.lognormal.sigma").value == 0.8
-    assert at.query_params["lengths.kind"] == "lognormal"
-    assert "log-normal" in texts(at.caption)
-    at.number_input(key="lab.lognormal.sigma").set_value(1.5).run()
+    assert "κ = 0" in at.info[0].value
+    assert "every aggregator points the right way" in texts(at.markdown)
+
+
+def test_group_size_one_blocks_the_run_and_says_what_is_allowed():
+    at = open_page(LAB, FAST_LAB)
+    at.number_input(key="lab.group_size").set_value(1).run()
+    assert not at.exception, at.exception
+    error = texts(at.error)
+    assert "Nothing was run" in error and "G (answers)" in error
+    assert "greater than or equal to 2" in error
+    assert not charts(at)  # blocked: no stale results stay on screen
+    assert "2 to 1024" in (at.number_input(key="lab.group_size").help or "")
+
+
+def test_overflowing_sweep_is_a_message_not_a_traceback():
+    at = open_page(
+        LAB, {**FAST_LAB, "lengths.kind": "lognormal", "lengths.median": "500000000.0"}
+    )
+    at.number_input(key="lab.sweep.stop").set_value(100.0).run()
+    assert not at.exception, at.exception
+    error = texts(at.error)
+    assert "The sweep stopped at point" in error and "length_scale" in error
+    assert "Traceback" not in error and "pydantic" not in error
+    at.number_input(key="lab.lognormal.median").set_value(1e308).run()
+    assert not at.exception, at.exception
+    assert "less than or equal to" in texts(at.error)
+
+
+def test_huge_numbers_in_a_link_are_reported_in_a_few_digits():
+    at = open_page(LAB, {**FAST_LAB, "seed": "1e200"})
+    assert not at.exception, at.exception
+    warning = texts(at.warning)
+    assert "seed" in warning and "1e+200" in warning
+    assert "0" * 30 not in warning
+
+
+def test_length_family_switch_to_pareto():
+    at = open_page(LAB, FAST_LAB)
+    at.selectbox(key="lab.kind").set_value("pareto").run()
+    assert not at.exception, at.exception
+    assert at.number_input(key="lab.pareto.shape").value == 1.2
+    assert at.query_params["lengths.kind"] == "pareto"
+    assert "Pareto" in texts(at.caption)
+    at.number_input(key="lab.pareto.shape").set_value(1.5).run()
     assert not at.exception
-    assert at.query_params["lengths.sigma"] == "1.5"
+    assert at.query_params["lengths.shape"] == "1.5"
 
 
 def test_alpha_slider_updates_results_and_url():
@@ -143,7 +236,7 @@ def test_alpha_slider_updates_results_and_url():
     at.slider(key="lab.alpha").set_value(0.5).run()
     assert not at.exception, at.exception
     assert at.query_params["alpha"] == "0.5"
-    assert "a=0.5" in at.info[0].value
+    assert "α=0.5" in at.info[0].value
 
 
 def test_invalid_combination_shows_the_validation_error():
@@ -163,10 +256,11 @@ def test_too_much_work_is_refused_with_a_message():
 
 def test_empirical_family_appears_when_lengths_are_supplied():
     at = open_page(None, FAST_LAB)
-    assert "empirical" not in at.switch_page(LAB).run().selectbox(key="lab.kind").options
+    shown = "Empirical (your lengths)"
+    assert shown not in at.switch_page(LAB).run().selectbox(key="lab.kind").options
     at.session_state["empirical_lengths"] = [12, 40, 40, 300, 900]
     at.run()
-    assert "empirical" in at.selectbox(key="lab.kind").options
+    assert shown in at.selectbox(key="lab.kind").options
     at.selectbox(key="lab.kind").set_value("empirical").run()
     assert not at.exception, at.exception
     assert at.query_params["lengths.lengths"] == "12,40,40,300,900"
@@ -193,7 +287,7 @@ def test_tampered_url_shows_a_warning_and_uses_defaults():
     assert "seed" in warning  # valid for the engine, too large for a browser widget
     assert at.number_input(key="lab.seed").value == 0
     assert at.slider(key="lab.alpha").value == 1.0
-    assert at.selectbox(key="lab.kind").value == "pareto"
+    assert at.selectbox(key="lab.kind").value == "lognormal"
     assert charts(at)  # the page still works
 
 
@@ -281,3 +375,34 @@ def test_aggregators_tampered_url_warns():
     assert not at.exception, at.exception
     warning = texts(at.warning)
     assert "fw.loss_mode" in warning and "calc.max_len" in warning and "zzz" in warning
+
+
+def test_calculator_refuses_thousands_of_lengths_before_drawing():
+    at = open_page(AGG)
+    at.text_area(key="agg.lengths").set_value(" ".join(["100"] * 20_000)).run()
+    assert not at.exception, at.exception
+    assert "20,000 lengths typed" in texts(at.error) and "at most 1,000" in texts(at.error)
+    assert "weights_chart" not in charts(at)
+
+
+def test_calculator_table_says_which_property_and_omits_moving_efficiency():
+    at = open_page(AGG)
+    table = [d for d in at.dataframe if d.key is None][0].value
+    rows = table.set_index("aggregator")
+    assert rows.loc["GRPO", "efficiency"] == "—" and rows.loc["DAPO", "efficiency"] == "—"
+    assert float(rows.loc["Dr. GRPO", "efficiency"]) <= 1
+    assert not rows.loc["VL Norm (α=1)", "direction unaffected"]
+    assert rows.loc["Dr. GRPO", "direction unaffected"]
+    assert rows.loc["VL Norm (α=1)", "step size independent of lengths"]
+    assert "unbiased" not in " ".join(table.columns)
+    # Explicit log ticks (plotly's own minor labels ran together: "2, 10, 9, 8...").
+    yaxis = charts(at)["weights_chart"]["layout"]["yaxis"]
+    assert yaxis["type"] == "log" and len(yaxis["tickvals"]) == len(yaxis["ticktext"]) >= 2
+
+
+def test_aggregators_page_shows_no_internal_names():
+    at = open_page(AGG)
+    text = texts(at.markdown) + texts(at.caption)
+    for name in ("`grpo`", "`vl_norm`", "`dr_grpo`", "`seq_sum`", "unbiased"):
+        assert name not in text
+    assert "/definitions#drift" in text

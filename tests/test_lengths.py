@@ -68,3 +68,13 @@ def test_scale_spec_stretches_lengths(spec) -> None:
     base = length_summary(spec, 100_000)["mean"]
     doubled = length_summary(scale_spec(spec, 2.0), 100_000)["mean"]
     assert doubled == pytest.approx(2 * base, rel=0.05)
+
+
+def test_numbers_in_messages_stay_short() -> None:
+    from vlsim.numfmt import format_number
+
+    assert format_number(int(float("1e200"))) == "1e+200"
+    assert format_number(10**5000).startswith("1e+5000") or "1e+5000" in format_number(10**5000)
+    assert len(format_number(10**100_000)) < 30  # beyond what int() turns into text
+    assert format_number(4096) == "4096" and format_number(0.25) == "0.25"
+    assert format_number(float("inf")) == "inf"

@@ -76,25 +76,25 @@ def test_round_trip_every_length_family(spec, with_defaults):
 
 def test_defaults_give_an_empty_query_and_dotted_keys_otherwise():
     assert to_query(LabConfig(), LabConfig()) == {}
-    params = to_query(LabConfig(lengths=ParetoLengths(minimum=50, shape=1.5)), LabConfig())
-    assert params == {"lengths.shape": "1.5"}
-    params = to_query(LabConfig(lengths=LogNormalLengths()), LabConfig())
+    params = to_query(LabConfig(lengths=LogNormalLengths(median=600, sigma=1.5)), LabConfig())
+    assert params == {"lengths.sigma": "1.5"}
+    params = to_query(LabConfig(lengths=ParetoLengths()), LabConfig())
     # A new family is written whole: its defaults are not the old family's.
     assert params == {
-        "lengths.kind": "lognormal",
-        "lengths.median": "300.0",
-        "lengths.sigma": "0.8",
+        "lengths.kind": "pareto",
+        "lengths.minimum": "50.0",
+        "lengths.shape": "1.2",
     }
     full = to_query(LabConfig())
     assert full["aggregators"] == "grpo,dapo,dr_grpo,seq_sum,vl_norm"
     assert full["std_normalize"] == "true"
-    assert full["lengths.kind"] == "pareto"
+    assert full["lengths.kind"] == "lognormal"
 
 
 def test_partial_query_keeps_the_other_defaults():
-    cfg, notices = from_query(LabConfig, {"lengths.sigma": "1.5", "lengths.kind": "lognormal"})
+    cfg, notices = from_query(LabConfig, {"lengths.shape": "1.5", "lengths.kind": "pareto"})
     assert notices == []
-    assert cfg.lengths == LogNormalLengths(sigma=1.5)
+    assert cfg.lengths == ParetoLengths(shape=1.5)
     assert cfg.max_len == LabConfig().max_len
 
 
@@ -130,14 +130,14 @@ def test_tampered_values_fall_back_with_a_notice(params, field, expected):
 def test_good_parameters_survive_beside_bad_ones():
     cfg, notices = from_query(
         LabConfig,
-        {"alpha": "0.25", "rho": "2", "lengths.kind": "lognormal", "lengths.shape": "3"},
+        {"alpha": "0.25", "rho": "2", "lengths.kind": "pareto", "lengths.sigma": "3"},
     )
     assert cfg.alpha == 0.25
     assert cfg.rho == 0.0
-    assert cfg.lengths == LogNormalLengths()
+    assert cfg.lengths == ParetoLengths()
     assert len(notices) == 2
     assert any("rho" in n for n in notices)
-    assert any("lengths.shape" in n for n in notices)
+    assert any("lengths.sigma" in n for n in notices)
 
 
 def test_rule_between_fields_drops_only_the_offending_one():

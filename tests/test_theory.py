@@ -127,3 +127,38 @@ def test_expected_squared_advantage_matches_simulation(std_normalize: bool, p: f
     r = (rng.random((200_000, 8)) < p).astype(float)
     mc = (group_advantages(r, std_normalize) ** 2).mean()
     assert mc == pytest.approx(expected_squared_advantage(p, 8, std_normalize), rel=0.01)
+
+
+def test_batch_oracle_is_proportional_to_inverse_variance_over_the_batch() -> None:
+    v = np.array([[1.0, 4.0], [2.0, 8.0]])
+    x = optimal_weights(v, 10, scope="batch")
+    # 1/v = (1, 1/4, 1/2, 1/8), sum 15/8 -> shares (8/15, 2/15, 4/15, 1/15), total 1/M
+    np.testing.assert_allclose(x, np.array([[8, 2], [4, 1]]) / 15 / 10)
+    with pytest.raises(ValueError, match="scope"):
+        optimal_weights(v, 10, scope="prompt")
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.integers(1, 2000), min_size=6, max_size=6), st.floats(0.0, 2.0))
+def test_efficiency_is_at_most_one_for_length_free_steps(lengths: list[int], beta: float) -> None:
+    """At either scope the oracle beats every weighting of its class; batch-scope VL Norm with
+    alpha = beta is the batch oracle itself (efficiency 1, where a per-group oracle gave > 1)."""
+    L = np.array([lengths[:3], lengths[3:]])
+    for scope in ("group", "batch"):
+        for name in ("dr_grpo", "seq_sum", "vl_norm"):
+            for alpha in (0.0, 0.5, 1.0, 2.0):
+                f = aggregator_figures(name, L, 2000, alpha=alpha, scope=scope, beta=beta)
+                assert 0 < f.efficiency <= 1 + 1e-9, (scope, name, alpha)
+        best = aggregator_figures("vl_norm", L, 2000, alpha=beta, scope=scope, beta=beta)
+        assert best.efficiency == pytest.approx(1.0, rel=1e-9)
+    for name in ("grpo", "dapo"):
+        assert aggregator_figures(name, L, 2000, beta=beta).efficiency is None
+
+
+def test_per_group_oracle_would_rate_batch_vl_norm_above_one() -> None:
+    """Why the oracle's class follows the scope: batch VL Norm is not in the per-group class."""
+    L = np.array([[10, 20], [300, 600]])
+    x = weights("vl_norm", L, 1000, alpha=1.0, scope="batch")
+    v = answer_variance(L)
+    assert figures(x, v, 1000, scope="group").efficiency > 1.01
+    assert figures(x, v, 1000, scope="batch").efficiency == pytest.approx(1.0)

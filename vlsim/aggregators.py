@@ -5,21 +5,19 @@ Every aggregator turns per-token losses into one scalar as
     loss = sum_k sum_i x[k, i] * sum_t token_loss[k, i, t]
 
 for B groups (prompts) of G answers, answer (k, i) having L[k, i] tokens and M the maximum
-number of new tokens. The weight x alone decides whether the update is biased and how noisy
-it is (DESIGN.md, section 2). The formulas live in one place, `_weights_unchecked`, which
+number of new tokens. The weight x alone decides whether the step size moves with the lengths,
+whether the direction tilts when length and correctness are linked, and how noisy the update
+is (docs/definitions.md). The formulas live in one place, `_weights_unchecked`, which
 works on any leading batch shape, so the Monte Carlo lab evaluates millions of batches at once.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 import torch
 
-AggregatorName = Literal["grpo", "dapo", "dr_grpo", "seq_sum", "vl_norm"]
-Scope = Literal["group", "batch"]
 ALPHA_RANGE = (0.0, 2.0)
 
 
@@ -32,7 +30,8 @@ class AggregatorInfo:
     aliases: tuple[str, ...]  # what trainers call it
     latex: str  # x_{k,i} as LaTeX
     description: str
-    unbiased: bool  # E[sum x] does not depend on the lengths
+    length_free_step: bool  # step size independent of lengths: sum x is the same for any lengths
+    length_free_direction: bool  # direction unaffected by a length-correctness link: x ignores L
 
 
 AGGREGATORS: dict[str, AggregatorInfo] = {
@@ -41,32 +40,50 @@ AGGREGATORS: dict[str, AggregatorInfo] = {
         display_name="GRPO",
         aliases=("seq-mean-token-mean (verl)", "loss_type='grpo' (TRL)"),
         latex=r"x_{k,i} = \frac{1}{B\,G\,L_{k,i}}",
-        description="Mean over each answer's tokens, then over answers: short answers weigh more.",
-        unbiased=False,
+        description=(
+            "Mean over each answer's tokens, then over answers: short answers weigh more, the "
+            "step size moves with the lengths, and the direction tilts when length and "
+            "correctness are linked."
+        ),
+        length_free_step=False,
+        length_free_direction=False,
     ),
     "dapo": AggregatorInfo(
         name="dapo",
         display_name="DAPO",
         aliases=("token-mean (verl)", "loss_type='dapo' / 'bnpo' (TRL)"),
         latex=r"x_{k,i} = \frac{1}{\sum_{k',j} L_{k',j}}",
-        description="Mean over every token of the batch: the step shrinks when answers get longer.",
-        unbiased=False,
+        description=(
+            "Mean over every token of the batch: the step shrinks when answers get longer. "
+            "Answers of one batch weigh the same, but batches of long answers weigh less, so "
+            "the direction tilts slightly when length and correctness are linked."
+        ),
+        length_free_step=False,
+        length_free_direction=False,
     ),
     "dr_grpo": AggregatorInfo(
         name="dr_grpo",
         display_name="Dr. GRPO",
         aliases=("seq-mean-token-sum-norm (verl)", "loss_type='dr_grpo' (TRL)"),
         latex=r"x_{k,i} = \frac{1}{B\,G\,M}",
-        description="Token sums divided by a constant M: unbiased, but long answers bring their noise.",
-        unbiased=True,
+        description=(
+            "Token sums divided by a constant M: step size and direction independent of the "
+            "lengths, but long answers bring their token noise in full."
+        ),
+        length_free_step=True,
+        length_free_direction=True,
     ),
     "seq_sum": AggregatorInfo(
         name="seq_sum",
         display_name="Sequence sum",
         aliases=("seq-mean-token-sum (verl)",),
         latex=r"x_{k,i} = \frac{1}{B\,G}",
-        description="Plain mean of per-answer token sums: unbiased, M times larger than Dr. GRPO.",
-        unbiased=True,
+        description=(
+            "Plain mean of per-answer token sums: Dr. GRPO times M (a learning-rate factor), "
+            "so step size and direction are independent of the lengths."
+        ),
+        length_free_step=True,
+        length_free_direction=True,
     ),
     "vl_norm": AggregatorInfo(
         name="vl_norm",
@@ -77,10 +94,13 @@ AGGREGATORS: dict[str, AggregatorInfo] = {
             r"\frac{L_{k,i}^{-\alpha}}{\sum_{j=1}^{G} L_{k,j}^{-\alpha}}"
         ),
         description=(
-            "Weights proportional to 1/L^alpha with a constant total: unbiased, and with "
-            "alpha = 1 the least variance when token noise is independent."
+            "Weights proportional to 1/L^alpha with a constant total: the step size is "
+            "independent of the lengths, and alpha = beta gives the least token-noise variance "
+            "when Var(g_i) = V L_i^beta. Its weights depend on length, so the direction tilts "
+            "when length and correctness are linked (nearly as much as GRPO's)."
         ),
-        unbiased=True,
+        length_free_step=True,
+        length_free_direction=False,
     ),
 }
 """Registry of the aggregators, keyed by the names the API accepts."""
@@ -232,5 +252,8 @@ def aggregate(
 def group_sums(
     name: str, lengths: object, max_len: int, alpha: float = 1.0, scope: str = "group"
 ) -> np.ndarray:
-    """Total weight sum_i x[k, i] of each group, shape (B,): constant for unbiased aggregators."""
+    """Total weight sum_i x[k, i] of each group, shape (B,): constant for length-free steps.
+
+    (Batch-scope VL Norm keeps only the batch total constant, not each group's.)
+    """
     return weights(name, lengths, max_len, alpha, scope).sum(axis=1)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import textwrap
 import types
 import typing
 from collections.abc import Callable, Sequence
@@ -160,7 +161,7 @@ def format_table(rows: list[dict], columns: list[tuple[str, str, str]]) -> str:
     """Plain-text table: columns are (key, header, format spec)."""
     cells = [[header for _, header, _ in columns]]
     for row in rows:
-        cells.append([format(row[key], fmt) if fmt else str(row[key]) for key, _, fmt in columns])
+        cells.append([_cell(row[key], fmt) for key, _, fmt in columns])
     widths = [max(len(r[i]) for r in cells) for i in range(len(columns))]
     lines = []
     for n, r in enumerate(cells):
@@ -173,18 +174,29 @@ def format_table(rows: list[dict], columns: list[tuple[str, str, str]]) -> str:
     return "\n".join(lines)
 
 
+def _cell(value: Any, fmt: str) -> str:
+    """One table cell: '-' for a missing value (e.g. efficiency of GRPO), else formatted."""
+    if value is None:
+        return "-"
+    return format(value, fmt) if fmt else str(value)
+
+
 LAB_COLUMNS = [
     ("display_name", "aggregator", ""),
+    ("relative_scale", "step vs ref", ".3g"),
+    ("relative_scale_theory", "(closed form)", ".3g"),
+    ("batch_drift", "batch drift", ".1%"),
     ("scale", "scale", ".4g"),
-    ("scale_theory", "scale (closed form)", ".4g"),
     ("variance", "variance", ".4g"),
     ("noise_variance", "token noise", ".4g"),
-    ("noise_variance_theory", "token noise (closed form)", ".4g"),
+    ("noise_variance_theory", "(closed form)", ".4g"),
     ("cv", "CV", ".3f"),
     ("efficiency", "efficiency", ".3f"),
-    ("direction_bias", "1 - cos", ".2e"),
+    ("angle_deg", "angle (deg)", ".2f"),
     ("length_tilt_deg", "tilt (deg)", "+.2f"),
 ]
+
+LAB_NOTES = """step vs ref: the step size on the current lengths / on the reference lengths (current / length_growth): the learning-rate multiplier the length shift applied (1 = unchanged); batch drift: batch-to-batch std of the step size / its mean. scale: M E[sum x], only a learning-rate factor. variance: per unit scale, token noise + reward sampling. efficiency: the least token-noise variance of any {oracle} / this one, in (0, 1]; '-' (null in --json) for GRPO and DAPO, whose step size moves with the lengths. angle: between E[update] and the true gradient; tilt > 0: toward longer answers. Definitions: docs/definitions.md."""
 
 
 # ---------------------------------------------------------------- commands
@@ -208,17 +220,16 @@ def cmd_lab(args: argparse.Namespace) -> int:
         print(
             f"Length Lab: {cfg.lengths.describe()}; M={cfg.max_len}, B={cfg.n_groups}, "
             f"G={cfg.group_size}, rho={cfg.rho}, kappa={cfg.length_slope}, "
+            f"growth since the reference x{cfg.length_growth:g}, "
             f"{cfg.n_batches} batches, seed {cfg.seed}"
         )
         print(
-            f"mean length {result.mean_length:.1f} (std {result.std_length:.1f}), "
+            f"mean length {result.mean_length:.1f} (std {result.std_length:.1f}; reference "
+            f"{result.reference_mean_length:.1f}), "
             f"accuracy {result.mean_accuracy:.2f}, |grad J| = {result.grad_norm:.4g}\n"
         )
         print(format_table(result.table(), LAB_COLUMNS))
-        print(
-            "\nscale: M E[sum x] (1 = unbiased step size); variance per unit scale; efficiency: "
-            "least token-noise variance of any unbiased weighting / this one."
-        )
+        print("\n" + textwrap.fill(LAB_NOTES.format(oracle=result.oracle_class), width=100))
         return 0
 
     param, values = parse_sweep(args.sweep)
@@ -228,18 +239,23 @@ def cmd_lab(args: argparse.Namespace) -> int:
     for value in tqdm(values, desc=f"sweep {param}", unit="pt", disable=args.json or None):
         try:
             point_cfg = sweep_config(cfg, param, value)
-        except ValidationError as err:
-            raise CliError(
-                f"sweep value {param}={value:g} is invalid:\n{format_errors(err)}"
-            ) from err
+        except ValueError as err:
+            raise CliError(f"sweep stopped: {err}") from err
         result = run_lab(point_cfg)
         for row in result.table():
             points.append({param: value, "mean_length": result.mean_length, **row})
     if args.json:
         print(json.dumps(points, indent=2))
         return 0
-    columns = [(param, param, ".4g"), ("mean_length", "mean L", ".1f"), *LAB_COLUMNS[:1]]
-    columns += [("scale", "scale", ".4g"), ("cv", "CV", ".3f"), ("efficiency", "efficiency", ".3f")]
+    columns = [(param, param, ".4g"), ("mean_length", "mean L", ".1f"), *LAB_COLUMNS[:2]]
+    columns += [
+        ("variance", "variance", ".4g"),
+        ("noise_variance", "token noise", ".4g"),
+        ("signal_variance", "reward sampling", ".4g"),
+        ("cv", "CV", ".3f"),
+        ("efficiency", "efficiency", ".3f"),
+        ("length_tilt_deg", "tilt (deg)", "+.2f"),
+    ]
     print(format_table(points, columns))
     return 0
 
@@ -257,8 +273,9 @@ def build_parser() -> argparse.ArgumentParser:
         "lab",
         help="run the Length Lab (synthetic gradients) and print every aggregator's figures",
         description="Monte Carlo of every aggregator on synthetic per-answer gradients; closed "
-        "forms printed beside the estimates. Options override a --config file.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        "forms printed beside the estimates. Options override a --config file. With --json, "
+        "'efficiency' and 'efficiency_theory' are null for GRPO and DAPO (their step size "
+        "moves with the lengths, so the oracle's class does not hold them).",
     )
     lab.add_argument("--config", help="JSON or YAML file with LabConfig fields")
     lab.add_argument(

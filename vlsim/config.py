@@ -23,7 +23,7 @@ from pydantic import (
 
 from vlsim.aggregators import AGGREGATORS, check_alpha, check_name
 from vlsim.countdown import TaskConfig, TraceConfig
-from vlsim.lengths import LengthSpec, LogNormalLengths, ParetoLengths
+from vlsim.lengths import LengthSpec, LogNormalLengths
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -43,8 +43,18 @@ class LabConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     lengths: LengthSpec = Field(
-        default_factory=lambda: ParetoLengths(minimum=50, shape=1.1),
-        description="Distribution of answer lengths (tokens); long-tailed by default.",
+        default_factory=lambda: LogNormalLengths(median=600, sigma=0.8),
+        description="Distribution of the current answer lengths (tokens): right-skewed by "
+        "default, as reasoning answers are.",
+    )
+    length_growth: float = Field(
+        4.0,
+        ge=1e-3,
+        le=1e4,
+        allow_inf_nan=False,
+        description="How many times longer answers are now than at the reference (e.g. the "
+        "start of training): the reference lengths are the current ones divided by this; the "
+        "step size is shown relative to the reference (1 = no shift).",
     )
     max_len: int = Field(4096, ge=1, le=1_000_000, description="M: the maximum answer length.")
     group_size: int = Field(16, ge=2, le=1024, description="G: answers sampled per prompt.")
@@ -66,7 +76,7 @@ class LabConfig(BaseModel):
         0.5, gt=0, lt=1, description="Probability that an answer of typical length is correct."
     )
     length_slope: float = Field(
-        0.0,
+        -1.0,
         ge=-5,
         le=5,
         description="kappa: change in log-odds of being correct per std of log-length (< 0: long answers more often wrong).",

@@ -13,10 +13,15 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
 
+MAX_TOKENS = 1_000_000_000
+"""Largest length parameter a family accepts (lengths are clipped to M <= 1e6 anyway); keeps
+every draw finite, so a huge typed value or a stretched sweep gets a message, not an overflow."""
+
+
 class _LengthBase(BaseModel):
     """Shared behaviour: sample floats, round, clip to [1, max_len]."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     def _raw(self, rng: np.random.Generator, size: int) -> np.ndarray:
         raise NotImplementedError
@@ -41,7 +46,7 @@ class FixedLengths(_LengthBase):
     """Every answer has the same length: no length variance, so every aggregator agrees."""
 
     kind: Literal["fixed"] = "fixed"
-    length: int = Field(100, ge=1, description="The length of every answer, in tokens.")
+    length: int = Field(100, ge=1, le=MAX_TOKENS, description="The length of every answer, in tokens.")
 
     def _raw(self, rng: np.random.Generator, size: int) -> np.ndarray:
         return np.full(size, float(self.length))
@@ -54,8 +59,8 @@ class UniformLengths(_LengthBase):
     """Lengths spread evenly between two bounds."""
 
     kind: Literal["uniform"] = "uniform"
-    low: int = Field(10, ge=1, description="Shortest length, in tokens.")
-    high: int = Field(1000, ge=1, description="Longest length, in tokens.")
+    low: int = Field(10, ge=1, le=MAX_TOKENS, description="Shortest length, in tokens.")
+    high: int = Field(1000, ge=1, le=MAX_TOKENS, description="Longest length, in tokens.")
 
     @model_validator(mode="after")
     def _ordered(self) -> UniformLengths:
@@ -87,8 +92,8 @@ class NormalLengths(_LengthBase):
     """A bell curve around a typical length, truncated to positive lengths."""
 
     kind: Literal["normal"] = "normal"
-    mean: float = Field(300.0, gt=0, description="Typical length, in tokens.")
-    std: float = Field(100.0, ge=0, description="Spread (standard deviation), in tokens.")
+    mean: float = Field(300.0, gt=0, le=MAX_TOKENS, description="Typical length, in tokens.")
+    std: float = Field(100.0, ge=0, le=MAX_TOKENS, description="Spread (standard deviation), in tokens.")
 
     def _raw(self, rng: np.random.Generator, size: int) -> np.ndarray:
         return _truncated_normal(rng, self.mean, self.std, size)
@@ -101,7 +106,7 @@ class LogNormalLengths(_LengthBase):
     """Right-skewed lengths: most answers moderate, some much longer (typical of reasoning)."""
 
     kind: Literal["lognormal"] = "lognormal"
-    median: float = Field(300.0, gt=0, description="Median length, in tokens.")
+    median: float = Field(300.0, gt=0, le=MAX_TOKENS, description="Median length, in tokens.")
     sigma: float = Field(
         0.8, ge=0, le=4, description="Spread of log-length; 0.5 is mild, 1.0 is wide."
     )
@@ -117,10 +122,10 @@ class MixtureLengths(_LengthBase):
     """Two kinds of answers (short and long), each normal: a bimodal distribution."""
 
     kind: Literal["mixture"] = "mixture"
-    short_mean: float = Field(100.0, gt=0, description="Typical length of the short answers.")
-    short_std: float = Field(30.0, ge=0, description="Spread of the short answers.")
-    long_mean: float = Field(1500.0, gt=0, description="Typical length of the long answers.")
-    long_std: float = Field(300.0, ge=0, description="Spread of the long answers.")
+    short_mean: float = Field(100.0, gt=0, le=MAX_TOKENS, description="Typical length of the short answers.")
+    short_std: float = Field(30.0, ge=0, le=MAX_TOKENS, description="Spread of the short answers.")
+    long_mean: float = Field(1500.0, gt=0, le=MAX_TOKENS, description="Typical length of the long answers.")
+    long_std: float = Field(300.0, ge=0, le=MAX_TOKENS, description="Spread of the long answers.")
     long_weight: float = Field(
         0.3, ge=0, le=1, description="Fraction of answers that are long (0 to 1)."
     )
@@ -142,7 +147,7 @@ class ParetoLengths(_LengthBase):
     """A long tail: lengths >= a minimum with a power-law tail; a few answers run to the limit."""
 
     kind: Literal["pareto"] = "pareto"
-    minimum: float = Field(50.0, gt=0, description="Shortest length (the Pareto scale), in tokens.")
+    minimum: float = Field(50.0, gt=0, le=MAX_TOKENS, description="Shortest length (the Pareto scale), in tokens.")
     shape: float = Field(
         1.2,
         gt=0.1,
@@ -162,7 +167,7 @@ class EmpiricalLengths(_LengthBase):
     """Resample lengths observed elsewhere, e.g. the answers of a training run."""
 
     kind: Literal["empirical"] = "empirical"
-    lengths: list[int] = Field(
+    lengths: list[Annotated[int, Field(le=MAX_TOKENS)]] = Field(
         ..., min_length=1, description="Observed lengths to resample from (each >= 1)."
     )
     source: str = Field("", description="Where the lengths came from (shown in the UI).")

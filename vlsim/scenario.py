@@ -529,6 +529,30 @@ def format_lengths_text(groups: Iterable[Iterable[float]], sep: str = "\n") -> s
     return sep.join(" ".join(f"{v:g}" for v in group) for group in groups)
 
 
+MAX_CALCULATOR_ANSWERS = 1000
+"""Most answers the single-batch calculator takes: it draws a bar per answer and a table cell
+per answer, which takes tens of seconds in the browser at 20,000."""
+
+
+def parse_calculator_lengths(text: str, max_len: int) -> np.ndarray:
+    """Typed lengths -> a validated (B, G) integer array for the calculator.
+
+    Raises ValueError with a readable message: not numbers, ragged groups, lengths outside
+    [1, M], or more than MAX_CALCULATOR_ANSWERS answers (counted before anything is drawn).
+    """
+    from vlsim.aggregators import check_lengths
+
+    groups = parse_lengths_text(text)
+    count = sum(len(g) for g in groups)
+    if count > MAX_CALCULATOR_ANSWERS:
+        raise ValueError(
+            f"{count:,} lengths typed; the calculator takes at most {MAX_CALCULATOR_ANSWERS:,} "
+            "answers (one bar each). For a large sample of lengths use the Length Lab's "
+            "empirical family, which resamples them."
+        )
+    return check_lengths(groups, max_len)
+
+
 class CalculatorConfig(BaseModel):
     """The Aggregators page's single-batch calculator: typed lengths and the weighting knobs."""
 

@@ -1,4 +1,4 @@
-"""Closed forms of DESIGN.md section 2: scale, variance, CV, ESS and efficiency of a weighting.
+"""Closed forms of a weighting's figures: scale, variance, CV, ESS and efficiency.
 
 The model: answer i's gradient g_i has mean grad J (the same for every length) and covariance
 trace V * v(L_i), where v(L) = L^beta, or the exact variance of a sum of L AR(1) token terms.
@@ -8,16 +8,17 @@ The batch estimate is g_hat = sum_i x_i g_i, so given the lengths
 
 Over a length distribution the total weight sum_i x_i may itself vary (the *scale drift* of
 GRPO and DAPO), adding Var(sum x) |grad J|^2. Figures are "per unit scale": divided by
-(E[sum x])^2, so a smaller step is not mistaken for less noise.
+(E[sum x])^2, so a smaller step is not mistaken for less noise. Definitions of every figure:
+docs/definitions.md.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 
-from vlsim.aggregators import _weights_unchecked
+from vlsim.aggregators import AGGREGATORS, _weights_unchecked
 
 
 def ar1_sum_variance(lengths: np.ndarray | float, rho: float) -> np.ndarray:
@@ -57,31 +58,38 @@ def effective_beta(rho: float, lengths: np.ndarray) -> float:
     return float(np.polyfit(x, y, 1)[0])
 
 
-def optimal_weights(answer_var: np.ndarray, max_len: float) -> np.ndarray:
-    """The least-variance weights with group totals 1/(B M): x proportional to 1 / v(L) per group.
+def optimal_weights(answer_var: np.ndarray, max_len: float, scope: str = "group") -> np.ndarray:
+    """The least token-noise weights whose total does not depend on the lengths (the oracle).
 
-    Lagrange: minimise sum x^2 v subject to sum_i x_i = c gives x_i = c v_i^-1 / sum_j v_j^-1.
-    answer_var has shape (..., B, G).
+    Lagrange: minimise sum x^2 v subject to sum x = c gives x proportional to 1/v over the set
+    whose total is fixed. scope='group': every group's total is 1/(B M), so x_i = v_i^-1 /
+    sum_j v_j^-1 / (B M) inside each group (the class of per-group constant totals: Dr. GRPO,
+    the sequence sum, VL Norm per group). scope='batch': only the batch total 1/M is fixed, so
+    x is proportional to 1/v over the whole batch (a larger class that also holds VL Norm per
+    batch, hence never worse). answer_var has shape (..., B, G).
     """
     inv = 1.0 / np.asarray(answer_var, dtype=np.float64)  # (..., B, G)
+    if scope == "batch":
+        return inv / inv.sum(axis=(-2, -1), keepdims=True) / max_len
+    if scope != "group":
+        raise ValueError(f"scope must be 'group' or 'batch', got {scope!r}")
     B = inv.shape[-2]
     return inv / inv.sum(axis=-1, keepdims=True) / (B * max_len)
 
 
 @dataclass(frozen=True)
 class Figures:
-    """The figures of one weighting, as defined in DESIGN.md ('Figures every view reports')."""
+    """The figures of one weighting, as defined in docs/definitions.md."""
 
-    scale: float  # M * E[sum x]: 1 for the unbiased aggregators
+    scale: float  # M * E[sum x]: 1 for Dr. GRPO and VL Norm whatever the lengths
     variance: float  # E||g_hat - E g_hat||^2 / E[sum x]^2, in units of V
     cv: float  # sqrt(variance) / |grad J|
     ess: float  # E[(sum x)^2 / sum x^2]: Kish effective number of answers
-    efficiency: float  # least achievable unbiased variance / this variance, in (0, 1]
-    scale_drift: float  # std of M * sum x across batches: 0 for the unbiased aggregators
-
-    def as_dict(self) -> dict[str, float]:
-        """Plain dict for tables and JSON."""
-        return asdict(self)
+    # The oracle's token-noise variance (least of any weighting whose total does not depend on
+    # the lengths, at the scope) / this variance: in (0, 1] for such weightings; None for
+    # weightings outside that class (GRPO, DAPO), where the ratio compares unlike things.
+    efficiency: float | None
+    scale_drift: float  # std of M * sum x across length draws: 0 for length-free steps
 
 
 def figures(
@@ -90,13 +98,16 @@ def figures(
     max_len: float,
     token_var: float = 1.0,
     grad_norm: float = 1.0,
+    scope: str = "group",
+    length_free_step: bool = True,
 ) -> Figures:
     """Figures of weights x for lengths whose answers have variance token_var * answer_var.
 
     x and answer_var have shape (B, G) for one batch, or (S, B, G) for S draws of the
     lengths, in which case every figure is the expectation over those draws (the scale drift
     Var(sum x) |grad J|^2 counts as variance). grad_norm = 0 gives the token-noise part alone
-    (cv is then undefined: nan).
+    (cv is then undefined: nan). scope picks the oracle's class (see `optimal_weights`);
+    length_free_step=False (GRPO, DAPO) leaves the efficiency undefined (None).
     """
     x = np.asarray(x, dtype=np.float64)
     v = np.asarray(answer_var, dtype=np.float64)
@@ -104,7 +115,7 @@ def figures(
         x, v = x[None], v[None]
     total = x.sum(axis=(-2, -1))  # (S,)
     noise = token_var * (x**2 * v).sum(axis=(-2, -1))  # (S,)
-    x_opt = optimal_weights(v, max_len)
+    x_opt = optimal_weights(v, max_len, scope)
     noise_opt = token_var * (x_opt**2 * v).sum(axis=(-2, -1))  # (S,), total weight 1/M exactly
     mean_total = total.mean()
     raw_var = noise.mean() + total.var() * grad_norm**2
@@ -115,7 +126,7 @@ def figures(
         variance=float(variance),
         cv=float(np.sqrt(variance) / grad_norm) if grad_norm > 0 else float("nan"),
         ess=float((total**2 / (x**2).sum(axis=(-2, -1))).mean()),
-        efficiency=float(best / variance),
+        efficiency=float(best / variance) if length_free_step else None,
         scale_drift=float(max_len * total.std()),
     )
 
@@ -134,10 +145,6 @@ def aggregator_figures(
     """Closed-form figures of one aggregator on lengths of shape (B, G) or (S, B, G)."""
     L = np.asarray(lengths)
     x = _weights_unchecked(name, L, max_len, alpha, scope)
-    return figures(x, answer_variance(L, rho, beta), max_len, token_var, grad_norm)
-
-
-def weighted_variance(x: np.ndarray, lengths: np.ndarray, beta: float = 1.0) -> float:
-    """V-free variance of sum x_i g_i for one batch: sum_i x_i^2 L_i^beta (no normalisation)."""
-    x = np.asarray(x, dtype=np.float64)
-    return float((x**2 * np.asarray(lengths, dtype=np.float64) ** beta).sum())
+    v = answer_variance(L, rho, beta)
+    free = AGGREGATORS[name].length_free_step
+    return figures(x, v, max_len, token_var, grad_norm, scope, free)
