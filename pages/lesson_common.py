@@ -213,19 +213,36 @@ def relative_lines(
                 hovertemplate="x = %{x:.3g}: %{y:.3g}<extra>" + display(name) + "</extra>",
             )
         )
-    # Direct labels at the right end; lines that end at the same value share one label.
-    ends: dict[float, list[str]] = {}
-    for name, y in curves.items():
-        ends.setdefault(round(float(np.asarray(y, dtype=float)[-1]), 3), []).append(display(name))
-    for value, names in ends.items():
+    # Direct labels at the right end; lines that end close together share one label.
+    def place(value: float) -> float:  # the value in axis coordinates
+        return float(np.log10(value)) if log_axes and value > 0 else value
+
+    ends = sorted((place(float(np.asarray(y, dtype=float)[-1])), display(n)) for n, y in curves.items())
+    span = max(ends[-1][0] - ends[0][0], 1e-9)
+    groups: list[list[tuple[float, str]]] = []
+    for end in ends:
+        if groups and end[0] - groups[-1][-1][0] <= 0.06 * span:
+            groups[-1].append(end)
+        else:
+            groups.append([end])
+    for group in groups:
         fig.add_annotation(
-            x=np.log10(x[-1]) if log_axes else x[-1], y=np.log10(value) if log_axes and value > 0 else value,
-            text=", ".join(names), showarrow=False, xanchor="left", xshift=8, font={"size": 12},
+            x=np.log10(x[-1]) if log_axes else x[-1],
+            y=float(np.mean([p for p, _ in group])),
+            text="<br>".join(n for _, n in group), showarrow=False, xanchor="left", xshift=10,
+            font={"size": 12},
         )
     if marker_x is not None:
-        fig.add_vline(x=marker_x, line={"color": "#555", "dash": "dot"}, annotation_text="now")
+        fig.add_vline(x=marker_x, line={"color": "#555", "dash": "dot"})
+        fig.add_annotation(
+            x=np.log10(marker_x) if log_axes else marker_x, y=1, yref="paper", text="now",
+            showarrow=False, xanchor="left", yanchor="bottom", xshift=3, font={"color": "#555"},
+        )
     kind = "log" if log_axes else "linear"
-    fig.update_xaxes(title=x_title, type=kind, tickvals=nice_log_ticks(min(x), max(x)) if log_axes else None)
+    fig.update_xaxes(title=x_title, type=kind, tickvals=nice_log_ticks(min(x), max(x)) if log_axes else list(x))
+    if not log_axes:
+        pad = 0.05 * (max(x) - min(x))
+        fig.update_xaxes(range=[min(x) - pad, max(x) + pad])
     all_y = np.concatenate([np.asarray(v, dtype=float) for v in curves.values()])
     all_y = all_y[np.isfinite(all_y) & (all_y > 0)]
     fig.update_yaxes(

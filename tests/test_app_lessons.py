@@ -104,6 +104,38 @@ def test_lesson1_link_sets_the_widgets_and_rejects_bad_values():
     assert "alpha" in texts(at.warning)
 
 
+# ----------------------------------------------------------------------------- lesson 2
+
+
+def test_lesson2_renders_and_kappa_moves_the_tilt_marker():
+    at = open_page(LESSON2)
+    assert not at.exception, at.exception
+    assert not at.error, texts(at.error)
+    before = charts(at)
+    assert {"l2.drift", "l2.noise", "l2.tilt"} <= set(before)
+    assert [b.label for b in at.button].count("Show the answer") == 3
+    at.slider(key="l2.kappa").set_value(1.0).run()
+    assert not at.exception, at.exception
+    after = charts(at)
+    assert after["l2.tilt"] != before["l2.tilt"]
+    assert at.query_params["kappa"] == "1"
+
+
+def test_lesson2_stretch_changes_the_drift_chart():
+    at = open_page(LESSON2)
+    before = charts(at)["l2.drift"]
+    at.slider(key="l2.stretch").set_value(4.0).run()
+    after = charts(at)["l2.drift"]
+    assert after != before
+    assert "×4" in after["layout"]["title"]["text"]
+
+
+def test_lesson2_question_reveals_its_answer():
+    at = open_page(LESSON2)
+    at.button(key="reveal.l2.q1").click().run()
+    assert "Only Dr. GRPO and the sequence sum keep the direction" in texts(at.success)
+
+
 # ----------------------------------------------------------------------------- export
 
 
