@@ -136,6 +136,59 @@ def test_lesson2_question_reveals_its_answer():
     assert "Only Dr. GRPO and the sequence sum keep the direction" in texts(at.success)
 
 
+# ----------------------------------------------------------------------------- lesson 3
+
+
+@pytest.fixture
+def store_with_probes(tmp_path, monkeypatch):
+    """A data directory with one run whose probes measured a length-noise slope of 1.37."""
+    from vlsim.store import Store
+
+    monkeypatch.setenv("VLSIM_DATA_DIR", str(tmp_path))
+    store = Store(tmp_path)
+    run_id = store.create_run("probed", "train", {"aggregator": "vl_norm"})
+    store.log_probe(run_id, 10, {"length_noise": {"slope": 1.37, "ci_low": 1.1, "ci_high": 1.6}})
+    return store
+
+
+def test_lesson3_renders_and_beta_moves_both_charts(store_with_probes):
+    at = open_page(LESSON3)
+    assert not at.exception, at.exception
+    assert not at.error, texts(at.error)
+    before = charts(at)
+    assert {"l3.fig_check", "l3.fig_alpha"} <= set(before)
+    assert "They match" in texts(at.caption)
+    at.slider(key="l3.beta").set_value(1.5).run()
+    after = charts(at)
+    assert after["l3.fig_check"] != before["l3.fig_check"]
+    assert after["l3.fig_alpha"] != before["l3.fig_alpha"]
+    assert "They match" in texts(at.caption)
+
+
+def test_lesson3_measured_slope_becomes_alpha_with_one_click(store_with_probes):
+    at = open_page(LESSON3)
+    assert "stored runs" in texts(at.caption)
+    assert "slope 1.37" in at.selectbox(key="l3.slope").format_func(at.selectbox(key="l3.slope").value)
+    at.button(key="l3.use_slope").click().run()
+    assert not at.exception, at.exception
+    assert at.slider(key="l3.alpha").value == pytest.approx(1.35)
+    assert at.slider(key="l3.beta").value == pytest.approx(1.35)
+
+
+def test_lesson3_bad_lengths_say_what_is_allowed(store_with_probes):
+    at = open_page(LESSON3, {"lengths": "10 abc"})
+    assert "lengths" in texts(at.warning)
+    at.text_input(key="l3.lengths").input("7").run()
+    assert "between 2 and 32 lengths" in texts(at.error)
+    assert not at.exception
+
+
+def test_lesson3_question_reveals_its_answer(store_with_probes):
+    at = open_page(LESSON3)
+    at.button(key="reveal.l3.q2").click().run()
+    assert "α = 1.5" in texts(at.success)
+
+
 # ----------------------------------------------------------------------------- export
 
 

@@ -175,3 +175,10 @@ def test_lesson2_drift_grpo_shrinks_vl_norm_stays():
     assert rows["dr_grpo"]["ratio"] == pytest.approx(1.0)
     assert rows["grpo"]["ratio"] == pytest.approx(0.5, rel=0.05)
     assert rows["dapo"]["ratio"] == pytest.approx(0.5, rel=0.05)
+
+
+def test_parse_group_lengths():
+    assert lessons.parse_group_lengths("10, 30 60") == [10, 30, 60]
+    for bad, message in (("10", "between 2 and"), ("10 2.5", "whole numbers"), ("10 abc", "not a number"), ("0 5", "whole numbers")):
+        with pytest.raises(ValueError, match=message):
+            lessons.parse_group_lengths(bad)

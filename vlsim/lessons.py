@@ -200,6 +200,25 @@ def drift_rows(start, grown) -> list[dict[str, Any]]:
 # ----------------------------------------------------------------------------- lesson 3
 
 
+MAX_LESSON_ANSWERS = 32
+MAX_LESSON_LENGTH = 100_000
+
+
+def parse_group_lengths(text: str) -> list[int]:
+    """Typed lengths of one group ('10 30 60'): 2 to 32 whole numbers in [1, 100000]."""
+    from vlsim.scenario import parse_lengths_text
+
+    values = [v for group in parse_lengths_text(text) for v in group]
+    if not 2 <= len(values) <= MAX_LESSON_ANSWERS:
+        raise ValueError(f"type between 2 and {MAX_LESSON_ANSWERS} lengths, got {len(values)}")
+    for v in values:
+        if v != round(v) or not 1 <= v <= MAX_LESSON_LENGTH:
+            raise ValueError(
+                f"{v:g} is not a length: lengths are whole numbers from 1 to {MAX_LESSON_LENGTH:,}"
+            )
+    return [int(v) for v in values]
+
+
 def weighted_variance(x: np.ndarray, lengths: np.ndarray, beta: float) -> float:
     """sum_i x_i^2 L_i^beta: the update's variance (in units of one token's) for weights x."""
     L = np.asarray(lengths, dtype=np.float64)
