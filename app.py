@@ -1,6 +1,6 @@
 """vlsim's Streamlit app: page navigation and the shared sidebar; the pages do the work.
 
-Run with `streamlit run app.py`. To add a page, append an st.Page to PAGES; a url_path other
+Run with `streamlit run app.py`. To add a page, append an st.Page to LESSONS or PAGES; a url_path other
 than the file's name also needs a pages/<url_path>.py that hands over (see pages/arena.py).
 """
 
@@ -10,7 +10,18 @@ import vlsim
 
 st.set_page_config(page_title="vlsim", layout="wide", page_icon=":material/functions:")
 
-# The app's pages, in menu order.
+# The app's pages, in menu order: the lessons first, then the tools.
+LESSONS = [
+    st.Page(
+        "pages/lesson_1_why_length.py", title="1 · Why length matters", icon=":material/school:"
+    ),
+    st.Page(
+        "pages/lesson_2_bias_variance.py", title="2 · Bias and variance", icon=":material/school:"
+    ),
+    st.Page(
+        "pages/lesson_3_deriving_vl_norm.py", title="3 · Deriving VL Norm", icon=":material/school:"
+    ),
+]
 PAGES = [
     st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
     st.Page("pages/aggregators.py", title="Aggregators", icon=":material/function:"),
@@ -23,6 +34,7 @@ PAGES = [
     ),
     st.Page("pages/runs.py", title="Runs", icon=":material/table_chart:"),
     st.Page("pages/probes.py", title="Probes", icon=":material/troubleshoot:"),
+    st.Page("pages/step_inspector.py", title="Step Inspector", icon=":material/grid_on:"),
     st.Page("pages/hypotheses.py", title="Hypotheses", icon=":material/lab_research:"),
     st.Page(
         "pages/definitions.py",
@@ -32,7 +44,7 @@ PAGES = [
     ),
 ]
 
-page = st.navigation(PAGES)
+page = st.navigation({"Lessons": LESSONS, "Explore": PAGES}, expanded=True)
 with st.sidebar:
     st.caption(
         f"vlsim {vlsim.__version__} · loss aggregation in RLVR · after "

@@ -7,6 +7,15 @@ from pages.common import ensure_app_navigation
 ensure_app_navigation()
 
 st.title("vlsim: loss aggregation in RLVR")
+with st.container(border=True):
+    st.markdown(
+        "**Start here.** Three short lessons (about 35 minutes in all) build the idea step by "
+        "step: why answer length matters, bias against variance, and where VL Norm's weights "
+        "come from."
+    )
+    st.page_link(
+        "pages/lesson_1_why_length.py", label="Lesson 1 · Why length matters", icon=":material/school:"
+    )
 st.markdown(
     "In reinforcement learning with verifiable rewards a prompt is answered $G$ times and "
     "answer $i$ has $L_i$ tokens. Its gradient $g_i$ sums one term per token, so **long answers "
