@@ -2,10 +2,24 @@
 
 from __future__ import annotations
 
-from test_app_training import RUNS, app, by_key, data_dir, no_exceptions, populate  # noqa: F401
+from pathlib import Path
+
+import pytest
+from test_app_training import ROOT, RUNS, app, by_key, no_exceptions, populate
 
 from vlsim.config import preset_config
+from vlsim.jobs import JobManager
 from vlsim.store import Store
+
+
+@pytest.fixture
+def data_dir(tmp_path, monkeypatch) -> Path:
+    """A fresh store for the page, and a JobManager that never starts processes."""
+    monkeypatch.setenv("VLSIM_DATA_DIR", str(tmp_path))
+    monkeypatch.setattr(JobManager, "_launch", lambda self, run_id: None)
+    monkeypatch.setattr(JobManager, "start", lambda self: self)
+    monkeypatch.chdir(ROOT)
+    return tmp_path
 
 
 def add_stopped_before_rl(data_dir) -> int:

@@ -266,7 +266,7 @@ def test_verdict_inconclusive_when_conditions_are_alike() -> None:
     assert not v.conclusive and not v.final_conclusive
     assert v.headline == INCONCLUSIVE
     assert "includes 1x" in v.text and "includes 0" in v.text
-    assert "n = 5, Fieller, paired t, 4 df" in v.text and "n = 5, paired Student t, 4 df" in v.text
+    assert "n = 5, Fieller, paired t, 4 df;" in v.text and "n = 5, paired Student t, 4 df" in v.text
     assert inconclusive_meaning() in v.text  # says what inconclusive means
     assert v.to_dict()["conclusive"] is False
 
@@ -282,6 +282,8 @@ def test_verdict_says_faster_when_it_is() -> None:
     assert v.text.startswith("vl_norm vs dapo (4 paired seeds): vl_norm reaches")
     assert "4.00x faster" in v.text and "has a higher final" in v.text
     assert "Inconclusive means" not in v.text
+    named = compare("DAPO", "VL Norm", a, b, METRIC, 0.3, metric_label="held-out accuracy")
+    assert "reaches held-out accuracy 0.3" in named.text and METRIC not in named.text
 
 
 def test_verdict_with_one_seed_makes_no_claim() -> None:

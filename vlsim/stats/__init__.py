@@ -21,6 +21,7 @@ Pure numpy/pandas/scipy: nothing here touches the store or draws.
 from __future__ import annotations
 
 from vlsim.stats.censored import (
+    MIN_N_SPEEDUP,
     MIN_REACHED_SHARE,
     TOO_CENSORED,
     Censored,
@@ -66,6 +67,7 @@ __all__ = [
     "LEVEL",
     "METHODS",
     "MIN_N",
+    "MIN_N_SPEEDUP",
     "MIN_REACHED_SHARE",
     "N_BOOT",
     "PROBE_SUMMARY_STATS",

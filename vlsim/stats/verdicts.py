@@ -84,11 +84,11 @@ def _signed(x: float) -> str:
 
 
 def _ci_text(est: Estimate, unit: str = "", signed: bool = False) -> str:
-    """'95% CI 1.2x to 3.4x (n = 5, Fieller, paired t, 4 df)'."""
+    """'95% CI 1.2x to 3.4x; n = 5, Fieller, paired t, 4 df'."""
     f = _signed if signed else _num
     return (
-        f"{100 * est.level:g}% CI {f(est.low)}{unit} to {f(est.high)}{unit} "
-        f"(n = {est.n}, {est.method})"
+        f"{100 * est.level:g}% CI {f(est.low)}{unit} to {f(est.high)}{unit}; "
+        f"n = {est.n}, {est.method}"
     )
 
 
@@ -108,6 +108,7 @@ class Verdict:
     notes: list[str] = field(default_factory=list)
     final_label: str = ""  # how to name the final value (default 'final <metric>')
     seeds: tuple[int, int] | None = None  # runs behind the base and the other condition
+    metric_label: str = ""  # how to name the metric in words (default: its key)
 
     @property
     def speed_ruling(self) -> Ruling | None:
@@ -153,7 +154,7 @@ class Verdict:
         if self.speedup is None or self.threshold is None:
             return ""
         s = self.speedup
-        what = f"{self.metric} {self.threshold:g}"
+        what = f"{self.metric_label or self.metric} {self.threshold:g}"
         counts = ""
         if self.reached is not None:
             br, bn, orr, on = self.reached
@@ -184,13 +185,13 @@ class Verdict:
             )
         return (
             f"inconclusive: {self.other} reaches {what} {_num(s.value, '.2f')}x as fast as "
-            f"{self.base}, and the {ci} includes 1x (no difference){counts}"
+            f"{self.base}, but the interval includes 1x, no difference ({ci}{counts})"
         )
 
     def final_text(self) -> str:
         """The final-value difference in words."""
         f = self.final
-        what = self.final_label or f"final {self.metric}"
+        what = self.final_label or f"final {self.metric_label or self.metric}"
         if math.isnan(f.value):
             return f"{what}: no data"
         if not f.has_interval:
@@ -206,7 +207,7 @@ class Verdict:
             return f"{self.other} has a lower {what}: {_signed(f.value)} ({ci})"
         return (
             f"inconclusive: {what} differs by {_signed(f.value)} ({self.other} - {self.base}), "
-            f"and the {ci} includes 0"
+            f"but the interval includes 0 ({ci})"
         )
 
     @property
@@ -257,12 +258,14 @@ def compare(
     n_boot: int = N_BOOT,
     seed: int = 0,
     final_label: str = "",
+    metric_label: str = "",
 ) -> Verdict:
     """Compare two conditions (seed -> metrics DataFrame each): final value and speed-up.
 
     paired=True pairs runs by seed (use it when the same seed means the same problems and
     initial policy); it falls back to unpaired with a note when fewer than 2 seeds are shared.
-    n_boot and seed are accepted for compatibility and unused (every interval is a t interval).
+    metric_label names the metric in the verdict's words (e.g. "held-out accuracy"). n_boot and
+    seed are accepted for compatibility and unused (every interval is a t interval).
     """
     notes = []
     shared = sorted(set(base_frames) & set(other_frames))
@@ -283,6 +286,7 @@ def compare(
         notes=notes,
         final_label=final_label,
         seeds=(len(base_frames), len(other_frames)),
+        metric_label=metric_label,
     )
     if threshold is not None:
         ta = threshold_times(base_frames, metric, threshold, smoothing, higher_is_better)
