@@ -27,6 +27,7 @@ def definition(anchor: str, text: str = "Definition") -> str:
     """A markdown link to one figure's definition, for help texts and captions."""
     return f"[{text}]({DEFINITIONS}#{anchor})"
 
+
 # ----------------------------------------------------------------------------- navigation
 
 

@@ -198,9 +198,7 @@ def test_group_size_one_blocks_the_run_and_says_what_is_allowed():
 
 
 def test_overflowing_sweep_is_a_message_not_a_traceback():
-    at = open_page(
-        LAB, {**FAST_LAB, "lengths.kind": "lognormal", "lengths.median": "500000000.0"}
-    )
+    at = open_page(LAB, {**FAST_LAB, "lengths.kind": "lognormal", "lengths.median": "500000000.0"})
     at.number_input(key="lab.sweep.stop").set_value(100.0).run()
     assert not at.exception, at.exception
     error = texts(at.error)
