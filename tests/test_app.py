@@ -404,3 +404,15 @@ def test_aggregators_page_shows_no_internal_names():
     for name in ("`grpo`", "`vl_norm`", "`dr_grpo`", "`seq_sum`", "unbiased"):
         assert name not in text
     assert "/definitions#drift" in text
+
+
+def test_out_of_range_numbers_block_and_say_what_is_allowed():
+    at = open_page(AGG)
+    at.number_input(key="agg.max_len").set_value(0).run()
+    assert not at.exception, at.exception
+    assert "M (max length) must be 1 to 1,000,000" in texts(at.error)
+    at = open_page(LAB, FAST_LAB)
+    at.number_input(key="lab.sweep.points").set_value(1).run()
+    assert not at.exception, at.exception
+    assert "The sweep was not run" in texts(at.error) and "points" in texts(at.error)
+    assert "sweep_chart" not in charts(at)
