@@ -301,7 +301,8 @@ def direction_figure(result: LabResult) -> go.Figure:
     tilts = [r.length_tilt_deg for r in rows]
     # The value sits in the row's label: text beside a bar would run into the labels when the
     # bar points left.
-    labels = [f"{r.display_name}  <b>{t:+.1f}°</b>" for r, t in zip(rows, tilts, strict=True)]
+    shown = [round(t, 1) or 0.0 for t in tilts]  # no "-0.0°"
+    labels = [f"{r.display_name}  <b>{t:+.1f}°</b>" for r, t in zip(rows, shown, strict=True)]
     fig = go.Figure(
         go.Bar(
             y=labels,
@@ -324,7 +325,7 @@ def direction_figure(result: LabResult) -> go.Figure:
     fig.update_xaxes(
         range=[-span * 1.15, span * 1.15],
         nticks=7,
-        title="tilt toward longer answers (°); − : toward shorter",
+        title="tilt toward longer answers (°)",
     )
     fig.update_yaxes(autorange="reversed")
     fig = _layout(fig, "Direction: angle of E[update] from ∇J", height=400)
