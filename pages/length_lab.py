@@ -466,6 +466,7 @@ with st.expander("All numbers"):
         width="stretch",
     )
     st.caption(
+        f"Scale: M·E[Σx] ({definition('scale')}); drift: step now ÷ step at the reference − 1. "
         "Efficiency is empty for GRPO and DAPO (outside the oracle's class). "
         + (
             ""

@@ -416,3 +416,27 @@ def test_out_of_range_numbers_block_and_say_what_is_allowed():
     assert not at.exception, at.exception
     assert "The sweep was not run" in texts(at.error) and "points" in texts(at.error)
     assert "sweep_chart" not in charts(at)
+
+
+def test_every_definition_link_has_its_heading():
+    """Help texts link /definitions#anchor; each anchor is a heading of docs/definitions.md."""
+    import re
+
+    from pages.definitions import sections, slug
+
+    _, body = sections((ROOT / "docs" / "definitions.md").read_text(encoding="utf-8"))
+    anchors = {slug(title) for title, _ in body}
+    used = set()
+    for path in (ROOT / "pages").glob("*.py"):
+        used |= set(re.findall(r"definition\(\s*[\"']([a-z-]+)[\"']", path.read_text()))
+        used |= set(re.findall(r"/definitions#([a-z-]+)", path.read_text()))
+    assert used and used <= anchors, used - anchors
+    assert {"scale", "drift", "direction-bias", "variance", "cv", "efficiency"} <= used
+
+
+def test_sweep_parameter_names_fit_their_select():
+    from pages.lab_text import SWEEP_LABELS
+    from vlsim.config import SWEEP_PARAMS
+
+    assert set(SWEEP_LABELS) == set(SWEEP_PARAMS)
+    assert all(len(label) <= 34 for label in SWEEP_LABELS.values())
