@@ -135,7 +135,7 @@ st.markdown(
     "\\ell_{k,i,t}$ over $B$ prompts with $G$ answers each; answer $(k,i)$ has $L_{k,i}$ tokens "
     "and $M$ is the maximum length. Only the weight $x_{k,i}$ differs:"
 )
-for name, info in AGGREGATORS.items():
+for info in AGGREGATORS.values():
     with st.container(border=True):
         left, right = st.columns([2, 3], vertical_alignment="center")
         with left:
@@ -197,9 +197,7 @@ with inputs:
             help="Whole numbers of tokens separated by spaces or commas; each line is one "
             "prompt's group, and every group needs the same number of answers.",
         )
-    number_field(
-        CalculatorConfig, "max_len", "agg.max_len", "M (max length)", widget_bounds=False
-    )
+    number_field(CalculatorConfig, "max_len", "agg.max_len", "M (max length)", widget_bounds=False)
     st.slider(
         "VL Norm α",
         *ALPHA_RANGE,

@@ -9,9 +9,8 @@ need.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-
 import math
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import plotly.graph_objects as go
@@ -139,7 +138,7 @@ def nice_log_ticks(lo: float, hi: float) -> list[float]:
     for exponent in range(int(np.floor(np.log10(lo))) - 1, int(np.ceil(np.log10(hi))) + 1):
         for mantissa in (1, 2, 5):
             value = mantissa * 10.0**exponent
-            if lo / 1.0001 <= value <= hi * 1.0001:
+            if lo / 1.05 <= value <= hi * 1.05:  # plotly pads a log axis about this much
                 ticks.append(value)
     if len(ticks) > 9:  # too many: keep the powers of ten
         ticks = [t for t in ticks if np.isclose(np.log10(t), round(np.log10(t)))]
@@ -231,7 +230,7 @@ def scale_figure(result: LabResult) -> go.Figure:
         y=1,
         line={"dash": "dot", "color": "#555"},
         annotation_text="same step as at the reference",
-        annotation_position="top right",
+        annotation_position="bottom left",
     )
     top = max(max(r.relative_scale, r.relative_scale_theory) for r in result.results)
     fig.update_yaxes(title="step now ÷ step at reference", range=[0, max(1.25, top * 1.2)])
@@ -300,9 +299,13 @@ def direction_figure(result: LabResult) -> go.Figure:
     horizontal bar per aggregator with its 95% interval; 1 - cos is in the bar's label."""
     rows = result.results
     tilts = [r.length_tilt_deg for r in rows]
+    # The value sits in the row's label: text beside a bar would run into the labels when the
+    # bar points left.
+    shown = [round(t, 1) or 0.0 for t in tilts]  # no "-0.0°"
+    labels = [f"{r.display_name}  <b>{t:+.1f}°</b>" for r, t in zip(rows, shown, strict=True)]
     fig = go.Figure(
         go.Bar(
-            y=[r.display_name for r in rows],
+            y=labels,
             x=tilts,
             orientation="h",
             marker={
@@ -310,25 +313,23 @@ def direction_figure(result: LabResult) -> go.Figure:
                 "pattern": {"shape": ["/" if r.name == OPTIMAL else "" for r in rows]},
             },
             error_x={"type": "data", "array": [Z95 * r.length_tilt_se for r in rows]},
-            text=[f"{t:+.1f}°  (1−cos {format_number(r.direction_bias, 2)})" for t, r in zip(tilts, rows, strict=True)],
-            textposition="outside",
-            cliponaxis=False,
             customdata=[r.name for r in rows],
+            hovertext=[f"1 − cos = {format_number(r.direction_bias, 2)}" for r in rows],
             showlegend=False,
-            hovertemplate="%{y}: %{x:.3g}°<extra></extra>",
+            hovertemplate="%{y}: %{x:.3g}°, %{hovertext}<extra></extra>",
         )
     )
     fig.add_vline(x=0, line={"color": "#555", "width": 1})
     # A floor keeps numerical noise (a few 1e-3 degrees when kappa = 0) from looking like bias.
     span = max(max(abs(t) + Z95 * r.length_tilt_se for t, r in zip(tilts, rows, strict=True)), 1.0)
     fig.update_xaxes(
-        range=[-span * 1.9, span * 1.9],
+        range=[-span * 1.15, span * 1.15],
         nticks=7,
-        title="tilt toward longer answers (°); − : toward shorter",
+        title="tilt toward longer answers (°)",
     )
     fig.update_yaxes(autorange="reversed")
     fig = _layout(fig, "Direction: angle of E[update] from ∇J", height=400)
-    fig.update_layout(margin={"l": 130})
+    fig.update_layout(margin={"l": 190})
     return fig
 
 
@@ -445,10 +446,17 @@ def alpha_variance_figure(points: Sequence[SweepPoint]) -> go.Figure:
     return _layout(fig, "Which α is least noisy? Total vs token noise", height=400)
 
 
-def length_histogram(lengths: np.ndarray, summary: Mapping[str, float], max_len: int) -> go.Figure:
-    """Histogram of sampled lengths (log-spaced bins when they span decades) with mean/median/p95."""
+def length_histogram(
+    lengths: np.ndarray,
+    summary: Mapping[str, float],
+    max_len: int,
+    reference: np.ndarray | None = None,
+) -> go.Figure:
+    """Histogram of sampled lengths (log-spaced bins when they span decades) with mean/median/p95,
+    and the reference lengths as an outline when given."""
     L = np.asarray(lengths, dtype=np.float64).ravel()
-    lo, hi = max(L.min(), 1.0), max(L.max(), 1.0)
+    both = L if reference is None else np.concatenate([L, np.asarray(reference, float).ravel()])
+    lo, hi = max(both.min(), 1.0), max(both.max(), 1.0)
     log_x = hi / lo > 30
     bins = np.geomspace(lo, hi * 1.0001, 50) if log_x else np.linspace(lo - 0.5, hi + 0.5, 50)
     counts, edges = np.histogram(L, bins=bins)
@@ -459,12 +467,25 @@ def length_histogram(lengths: np.ndarray, summary: Mapping[str, float], max_len:
             x=centers,
             y=share,
             width=np.diff(edges),
-            name="share of answers",
+            name="now",
             marker={"color": "#8fa8c8", "line": {"width": 0}},
             customdata=np.stack([edges[:-1], edges[1:]], axis=-1),
-            hovertemplate="%{customdata[0]:.0f}–%{customdata[1]:.0f} tokens: %{y:.2%}<extra></extra>",
+            hovertemplate="%{customdata[0]:.0f}–%{customdata[1]:.0f} tokens: %{y:.2%}<extra>now</extra>",
         )
     )
+    if reference is not None:
+        ref = np.asarray(reference, dtype=np.float64).ravel()
+        ref_counts, _ = np.histogram(ref, bins=bins)
+        fig.add_trace(
+            go.Scatter(
+                x=centers,
+                y=ref_counts / max(ref.size, 1),
+                mode="lines",
+                line={"shape": "hvh", "color": "#444444", "width": 1.5},
+                name="reference",
+                hovertemplate="%{x:.0f} tokens: %{y:.2%}<extra>reference</extra>",
+            )
+        )
     marks = [
         ("mean", summary["mean"], "#d62728"),
         ("median", summary["median"], "#2a9d55"),
@@ -489,7 +510,7 @@ def length_histogram(lengths: np.ndarray, summary: Mapping[str, float], max_len:
         tickvals=nice_log_ticks(lo, hi) if log_x else None,
     )
     fig.update_yaxes(title="share of answers", tickformat=".0%")
-    return _layout(fig, "Sampled answer lengths", height=340, showlegend=False)
+    return _layout(fig, "Sampled answer lengths", height=340, showlegend=reference is not None)
 
 
 def weights_figure(

@@ -27,6 +27,7 @@ def definition(anchor: str, text: str = "Definition") -> str:
     """A markdown link to one figure's definition, for help texts and captions."""
     return f"[{text}]({DEFINITIONS}#{anchor})"
 
+
 # ----------------------------------------------------------------------------- navigation
 
 
@@ -172,7 +173,7 @@ def number_field(
         "step": (10 if big else 1) if is_int else (10.0 if big else 0.05),
     }
     if not widget_bounds:
-        allowed = allowed_range(bounds)
+        allowed = allowed_range(field)
         if allowed:
             kwargs["help"] = f"{field.description or ''} Allowed: {allowed}."
         bounds = {"ge": -MAX_WIDGET_INT if is_int else None, "le": None}
@@ -187,16 +188,23 @@ def number_field(
     return st.number_input(label or name.replace("_", " "), **kwargs)
 
 
-def allowed_range(bounds: Mapping[str, float | None]) -> str:
-    """'2 to 1024', 'at least 1' or '' from a field's inclusive bounds."""
-    lo, hi = bounds.get("ge"), bounds.get("le")
-    if lo is not None and hi is not None:
-        return f"{format_number(lo)} to {format_number(hi)}"
-    if lo is not None:
-        return f"at least {format_number(lo)}"
-    if hi is not None:
-        return f"at most {format_number(hi)}"
-    return ""
+def allowed_range(field) -> str:
+    """A field's allowed values in words: '2 to 1024', 'at least 0 and less than 1', or ''."""
+    low = high = None
+    for meta in field.metadata:
+        if isinstance(meta, annotated_types.Ge):
+            low = ("at least", meta.ge)
+        elif isinstance(meta, annotated_types.Gt):
+            low = ("more than", meta.gt)
+        elif isinstance(meta, annotated_types.Le):
+            high = ("at most", meta.le)
+        elif isinstance(meta, annotated_types.Lt):
+            high = ("less than", meta.lt)
+    if low and high and low[0] == "at least" and high[0] == "at most":
+        return f"{format_number(low[1])} to {format_number(high[1])}"
+    return " and ".join(
+        f"{word} {format_number(value)}" for word, value in filter(None, (low, high))
+    )
 
 
 # ----------------------------------------------------------------------------- engine calls

@@ -28,10 +28,11 @@ from pages.common import (
     show_notices,
     write_url,
 )
+from pages.lab_text import FAMILY_NAMES, SWEEP_HINTS, SWEEP_LABELS, readable_errors
 from vlsim.aggregators import AGGREGATORS, ALPHA_RANGE
 from vlsim.config import SWEEP_PARAMS, LabConfig
 from vlsim.lengths import LENGTH_FAMILIES
-from vlsim.montecarlo import OPTIMAL, SweepPoint, best_alpha, sweep_config
+from vlsim.montecarlo import SweepPoint, best_alpha, reference_lengths, sweep_config
 from vlsim.scenario import (
     LOG_SWEEPS,
     SWEEP_DEFAULTS,
@@ -68,66 +69,8 @@ FIELDS = (
     "seed",
 )
 SWEEP_FIELDS = ("param", "start", "stop", "points", "n_batches")
-SWEEP_HINTS = {
-    "length_scale": "As answers grow away from the reference, GRPO's and DAPO's step shrinks "
-    "(the same learning rate takes smaller steps); Dr. GRPO, the sequence sum and VL Norm keep "
-    "a step ratio of 1 (their lines lie on top of each other: wide solid and dotted).",
-    "alpha": "VL Norm's token-noise efficiency peaks where α matches the variance exponent β "
-    "(1 for independent tokens, higher when ρ correlates them); the CV, which also counts the "
-    "reward-sampling noise, can be least at a smaller α.",
-    "group_size": "More answers per prompt average out more noise: every CV falls, while the "
-    "step ratios stay where the lengths put them.",
-    "rho": "Correlated tokens make a long answer's noise grow faster than its length (β > 1): "
-    "VL Norm with a fixed α loses efficiency, the oracle adapts.",
-    "length_slope": "κ ties correctness to length; the direction chart above shows the tilt "
-    "it causes at the sidebar's κ.",
-    "max_len": "M only rescales the steps (a learning-rate factor): every step ratio to the "
-    "reference stays where the lengths put it, until M starts to cut answers.",
-}
-SWEEP_LABELS = {
-    "length_scale": "stretch lengths (x: mean length)",
-    "alpha": "VL Norm α",
-    "group_size": "group size G",
-    "rho": "token correlation ρ",
-    "length_slope": "length-correctness slope κ",
-    "max_len": "maximum length M",
-}
-FAMILY_NAMES = {
-    "fixed": "Fixed",
-    "uniform": "Uniform",
-    "normal": "Normal",
-    "lognormal": "Log-normal",
-    "mixture": "Mixture (bimodal)",
-    "pareto": "Pareto (long tail)",
-    "empirical": "Empirical (your lengths)",
-}
-LABELS = {
-    "length_growth": "growth since the reference",
-    "max_len": "M (max length)",
-    "group_size": "G (answers)",
-    "n_groups": "B (prompts)",
-    "p_correct": "p correct",
-    "rho": "token correlation ρ",
-    "token_noise": "token noise σ",
-    "n_batches": "batches",
-    "seed": "seed",
-    "points": "points",
-    "start": "from",
-    "stop": "to",
-}
 ALPHA_GRID = [0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0]  # the α-variance curve
 ALPHA_BATCHES = 2000  # Monte Carlo batches per point of that curve
-
-
-def readable_errors(err: ValidationError) -> str:
-    """Validation errors as lines naming the widget a student typed into."""
-    lines = []
-    for e in err.errors():
-        loc = [str(p) for p in e["loc"] if str(p) not in LENGTH_FAMILIES]
-        where = " › ".join(LABELS.get(p, p.replace("_", " ")) for p in loc) or "settings"
-        msg = str(e["msg"]).removeprefix("Value error, ")
-        lines.append(f"- **{where}**: {msg}")
-    return "\n".join(lines)
 
 
 def family_fields(kind: str) -> list[str]:
@@ -228,7 +171,10 @@ with st.sidebar:
     for name in family_fields(kind):
         number_field(LENGTH_FAMILIES[kind], name, key=f"{K}{kind}.{name}", widget_bounds=False)
     number_field(
-        LabConfig, "length_growth", f"{K}length_growth", "× longer than at the reference",
+        LabConfig,
+        "length_growth",
+        f"{K}length_growth",
+        "× longer than at the reference",
         widget_bounds=False,
     )
     st.caption(
@@ -422,8 +368,8 @@ with left:
     st.markdown(
         "Variance per unit scale (a smaller step is not less noise). Dark: token noise, "
         "$V\\sum_i x_i^2 L_i$ with its closed form ◆, which weights shrinking with $L$ cut; "
-        "light: the per-answer reward-sampling noise, which does not grow with length and is "
-        "least for equal weights (Dr. GRPO). " + definition("variance")
+        "light: the reward-sampling noise, one term per answer that does not accumulate over "
+        "tokens, which equal weights (Dr. GRPO) spread best. " + definition("variance")
     )
 with right:
     st.plotly_chart(charts.efficiency_figure(result), width="stretch", key="efficiency_chart")
@@ -458,15 +404,13 @@ with right:
             for a in ALPHA_GRID
         )
     ]
-    st.plotly_chart(
-        charts.alpha_variance_figure(alpha_points), width="stretch", key="alpha_chart"
-    )
+    st.plotly_chart(charts.alpha_variance_figure(alpha_points), width="stretch", key="alpha_chart")
     best_total = best_alpha(alpha_points, "variance")
     best_noise = best_alpha(alpha_points, "noise_variance")
     st.markdown(
         f"VL Norm over α ({min(cfg.n_batches, ALPHA_BATCHES):,} batches per point). "
         f"The token-noise part is least at α ≈ {best_noise:g} (α = β; β = 1 for independent "
-        f"tokens), the **total at α ≈ {best_total:g}**: \"least variance\" holds for the "
+        f'tokens), the **total at α ≈ {best_total:g}**: "least variance" holds for the '
         "token-noise term with $\\mathrm{Var}(g_i) = V L_i^{\\beta}$ and α = β only. When the "
         "per-answer reward noise dominates (lower the token noise σ), the total favours small "
         "α, down to Dr. GRPO (α = 0). " + definition("variance")
@@ -477,12 +421,17 @@ with left:
     sample, summary = cached_length_sample(
         cfg.lengths.model_dump_json(), cfg.max_len, seed=cfg.seed
     )
+    ref_sample, _ = cached_length_sample(
+        reference_lengths(cfg).model_dump_json(), cfg.max_len, seed=cfg.seed
+    )
     st.plotly_chart(
-        charts.length_histogram(sample, summary, cfg.max_len), width="stretch", key="length_hist"
+        charts.length_histogram(sample, summary, cfg.max_len, ref_sample),
+        width="stretch",
+        key="length_hist",
     )
 with right:
     st.markdown(
-        f"**Lengths now.** Mean {summary['mean']:.0f}, median {summary['median']:.0f}, p95 "
+        f"**Lengths now** (bars; the reference is the outline). Mean {summary['mean']:.0f}, median {summary['median']:.0f}, p95 "
         f"{summary['p95']:.0f} tokens; {100 * summary['at_max']:.1f}% of answers hit "
         f"M = {cfg.max_len}. The wider the spread, the more Dr. GRPO's noise depends on a few "
         "long answers and the more a length-dependent weighting can tilt."
@@ -517,6 +466,7 @@ with st.expander("All numbers"):
         width="stretch",
     )
     st.caption(
+        f"Scale: M·E[Σx] ({definition('scale')}); drift: step now ÷ step at the reference − 1. "
         "Efficiency is empty for GRPO and DAPO (outside the oracle's class). "
         + (
             ""

@@ -18,7 +18,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from pages.charts import COLORS, MICRO_BATCH_COLORS
-from pages.common import number_field, seed_widgets
+from pages.common import number_field
 from vlsim.aggregators import AGGREGATORS
 from vlsim.analysis import probe_table, smooth
 from vlsim.jobs import JobManager
@@ -201,10 +201,6 @@ def length_spec_from_widgets(prefix: str) -> dict[str, Any]:
         if key in st.session_state:
             spec[name] = st.session_state[key]
     return spec
-
-
-def seed_length_widgets(prefix: str, spec: Mapping[str, Any], force: bool = False) -> None:
-    seed_widgets(length_widget_values(prefix, spec), force=force)
 
 
 # ----------------------------------------------------------------------------- figures

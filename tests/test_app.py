@@ -198,9 +198,7 @@ def test_group_size_one_blocks_the_run_and_says_what_is_allowed():
 
 
 def test_overflowing_sweep_is_a_message_not_a_traceback():
-    at = open_page(
-        LAB, {**FAST_LAB, "lengths.kind": "lognormal", "lengths.median": "500000000.0"}
-    )
+    at = open_page(LAB, {**FAST_LAB, "lengths.kind": "lognormal", "lengths.median": "500000000.0"})
     at.number_input(key="lab.sweep.stop").set_value(100.0).run()
     assert not at.exception, at.exception
     error = texts(at.error)
@@ -406,3 +404,39 @@ def test_aggregators_page_shows_no_internal_names():
     for name in ("`grpo`", "`vl_norm`", "`dr_grpo`", "`seq_sum`", "unbiased"):
         assert name not in text
     assert "/definitions#drift" in text
+
+
+def test_out_of_range_numbers_block_and_say_what_is_allowed():
+    at = open_page(AGG)
+    at.number_input(key="agg.max_len").set_value(0).run()
+    assert not at.exception, at.exception
+    assert "M (max length) must be 1 to 1,000,000" in texts(at.error)
+    at = open_page(LAB, FAST_LAB)
+    at.number_input(key="lab.sweep.points").set_value(1).run()
+    assert not at.exception, at.exception
+    assert "The sweep was not run" in texts(at.error) and "points" in texts(at.error)
+    assert "sweep_chart" not in charts(at)
+
+
+def test_every_definition_link_has_its_heading():
+    """Help texts link /definitions#anchor; each anchor is a heading of docs/definitions.md."""
+    import re
+
+    from pages.definitions import sections, slug
+
+    _, body = sections((ROOT / "docs" / "definitions.md").read_text(encoding="utf-8"))
+    anchors = {slug(title) for title, _ in body}
+    used = set()
+    for path in (ROOT / "pages").glob("*.py"):
+        used |= set(re.findall(r"definition\(\s*[\"']([a-z-]+)[\"']", path.read_text()))
+        used |= set(re.findall(r"/definitions#([a-z-]+)", path.read_text()))
+    assert used and used <= anchors, used - anchors
+    assert {"scale", "drift", "direction-bias", "variance", "cv", "efficiency"} <= used
+
+
+def test_sweep_parameter_names_fit_their_select():
+    from pages.lab_text import SWEEP_LABELS
+    from vlsim.config import SWEEP_PARAMS
+
+    assert set(SWEEP_LABELS) == set(SWEEP_PARAMS)
+    assert all(len(label) <= 34 for label in SWEEP_LABELS.values())

@@ -26,9 +26,7 @@ def close(mc: float, se: float, theory: float, rel: float = 0.0) -> bool:
 @pytest.mark.parametrize("rho", [0.0, 0.9], ids=["independent", "correlated"])
 @pytest.mark.parametrize("family", FAMILIES, ids=lambda f: f["kind"])
 def test_monte_carlo_agrees_with_closed_forms(family: dict, rho: float) -> None:
-    cfg = LabConfig(
-        lengths=family, max_len=2048, n_batches=4000, rho=rho, seed=1, length_slope=0.0
-    )
+    cfg = LabConfig(lengths=family, max_len=2048, n_batches=4000, rho=rho, seed=1, length_slope=0.0)
     result = run_lab(cfg)
     for r in result.results:
         # dapo's closed form is second order in 1/N, hence a small relative allowance.

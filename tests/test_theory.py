@@ -102,7 +102,7 @@ def test_optimal_alpha_equals_beta(lengths: list[int], beta: float) -> None:
         assert other.variance >= at_beta.variance * (1 - 1e-9)
 
 
-def test_optimal_weights_have_unbiased_totals() -> None:
+def test_optimal_weights_have_length_free_group_totals() -> None:
     v = answer_variance(np.array([[1, 4, 9], [2, 2, 50]]), rho=0.3)
     x = optimal_weights(v, 100)
     np.testing.assert_allclose(x.sum(axis=1), 1 / (2 * 100))

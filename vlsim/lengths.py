@@ -12,7 +12,6 @@ from typing import Annotated, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
-
 MAX_TOKENS = 1_000_000_000
 """Largest length parameter a family accepts (lengths are clipped to M <= 1e6 anyway); keeps
 every draw finite, so a huge typed value or a stretched sweep gets a message, not an overflow."""
@@ -46,7 +45,9 @@ class FixedLengths(_LengthBase):
     """Every answer has the same length: no length variance, so every aggregator agrees."""
 
     kind: Literal["fixed"] = "fixed"
-    length: int = Field(100, ge=1, le=MAX_TOKENS, description="The length of every answer, in tokens.")
+    length: int = Field(
+        100, ge=1, le=MAX_TOKENS, description="The length of every answer, in tokens."
+    )
 
     def _raw(self, rng: np.random.Generator, size: int) -> np.ndarray:
         return np.full(size, float(self.length))
@@ -93,7 +94,9 @@ class NormalLengths(_LengthBase):
 
     kind: Literal["normal"] = "normal"
     mean: float = Field(300.0, gt=0, le=MAX_TOKENS, description="Typical length, in tokens.")
-    std: float = Field(100.0, ge=0, le=MAX_TOKENS, description="Spread (standard deviation), in tokens.")
+    std: float = Field(
+        100.0, ge=0, le=MAX_TOKENS, description="Spread (standard deviation), in tokens."
+    )
 
     def _raw(self, rng: np.random.Generator, size: int) -> np.ndarray:
         return _truncated_normal(rng, self.mean, self.std, size)
@@ -122,9 +125,13 @@ class MixtureLengths(_LengthBase):
     """Two kinds of answers (short and long), each normal: a bimodal distribution."""
 
     kind: Literal["mixture"] = "mixture"
-    short_mean: float = Field(100.0, gt=0, le=MAX_TOKENS, description="Typical length of the short answers.")
+    short_mean: float = Field(
+        100.0, gt=0, le=MAX_TOKENS, description="Typical length of the short answers."
+    )
     short_std: float = Field(30.0, ge=0, le=MAX_TOKENS, description="Spread of the short answers.")
-    long_mean: float = Field(1500.0, gt=0, le=MAX_TOKENS, description="Typical length of the long answers.")
+    long_mean: float = Field(
+        1500.0, gt=0, le=MAX_TOKENS, description="Typical length of the long answers."
+    )
     long_std: float = Field(300.0, ge=0, le=MAX_TOKENS, description="Spread of the long answers.")
     long_weight: float = Field(
         0.3, ge=0, le=1, description="Fraction of answers that are long (0 to 1)."
@@ -147,7 +154,9 @@ class ParetoLengths(_LengthBase):
     """A long tail: lengths >= a minimum with a power-law tail; a few answers run to the limit."""
 
     kind: Literal["pareto"] = "pareto"
-    minimum: float = Field(50.0, gt=0, le=MAX_TOKENS, description="Shortest length (the Pareto scale), in tokens.")
+    minimum: float = Field(
+        50.0, gt=0, le=MAX_TOKENS, description="Shortest length (the Pareto scale), in tokens."
+    )
     shape: float = Field(
         1.2,
         gt=0.1,

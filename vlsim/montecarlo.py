@@ -32,8 +32,8 @@ from pydantic import BaseModel, Field, ValidationError
 from vlsim.advantages import expected_squared_advantage, group_advantages
 from vlsim.aggregators import AGGREGATORS, _weights_unchecked
 from vlsim.config import LabConfig, format_errors
-from vlsim.numfmt import format_number
 from vlsim.lengths import _LengthBase, parse_length_spec, scale_spec
+from vlsim.numfmt import format_number
 from vlsim.theory import answer_variance, optimal_weights
 
 OPTIMAL = "optimal"

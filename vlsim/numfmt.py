@@ -24,6 +24,8 @@ def format_number(value: object, digits: int = 4) -> str:
         x = float(value)
         if not math.isfinite(x):
             return str(x)
+        if x.is_integer() and abs(x) < 10**_MAX_DIGITS:
+            return str(int(x))
         return f"{x:.{digits}g}"
     text = str(value)
     return text if len(text) <= 40 else text[:37] + "..."
