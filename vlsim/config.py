@@ -169,6 +169,12 @@ class ProbeConfig(BaseModel):
     resamples: int = Field(
         256, ge=10, le=100_000, description="Groups of G resampled from the R to estimate variance."
     )
+    bootstrap: int = Field(
+        2000,
+        ge=0,
+        le=100_000,
+        description="Cluster-bootstrap replicates (prompts resampled) of the slope and bias intervals.",
+    )
     block: Literal["all", "last_attention", "last_block", "head"] = Field(
         "last_attention",
         description="Parameters whose gradient is probed: all, the last attention layer, the last block, or the output head.",
