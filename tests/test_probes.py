@@ -18,8 +18,10 @@ from vlsim.model import TinyGPT, model_config
 from vlsim.probes import (
     GaussianProjection,
     ProbeRecord,
+    Quadratic,
     aggregator_stats,
     answer_objective,
+    block_deviations,
     block_parameters,
     design_variances,
     entropy_bins,
@@ -218,6 +220,28 @@ def test_loo_deviations_by_hand():
     np.testing.assert_allclose(
         d[0], [(x - o) ** 2 for x, o in zip([0, 2, 4, 10], others, strict=True)]
     )
+
+
+def test_deviations_from_gram_blocks_and_scaled_products():
+    rng = np.random.default_rng(8)
+    v = rng.standard_normal((3, 6, 5)) + 4.0
+    K = np.einsum("prd,pqd->prq", v, v)
+    np.testing.assert_allclose(block_deviations(K), loo_deviations(v), rtol=1e-10)
+    s = torch.as_tensor(v.reshape(18, 5), dtype=torch.float32)
+    a = torch.as_tensor(rng.standard_normal(18))
+    scaled = Quadratic(s).scaled(a)  # products of a_i s_i from the Gram of s
+    direct = Quadratic((s * a[:, None]).float())
+    W = torch.as_tensor(rng.standard_normal((4, 18)))
+    torch.testing.assert_close(scaled.inner(W, W), direct.inner(W, W), rtol=1e-5, atol=1e-6)
+    blocks = scaled.prompt_blocks(3, 6)
+    gv = a.numpy().reshape(3, 6, 1) * v
+    np.testing.assert_allclose(block_deviations(blocks), loo_deviations(gv), rtol=1e-5)
+    L = rng.integers(1, 30, (3, 6))
+    one = aggregator_stats(gv, L, 2, 30, resamples=30, rng=1, boot=50)
+    two = aggregator_stats(scaled, L, 2, 30, resamples=30, rng=1, boot=50)
+    for name in one:
+        for key, value in one[name].to_json().items():
+            assert two[name].to_json()[key] == pytest.approx(value, rel=1e-4, abs=1e-6), key
 
 
 def test_loo_variances_are_unbiased_with_unequal_variances():

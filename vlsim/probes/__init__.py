@@ -10,7 +10,7 @@ record            the typed probe record
 policy            probe_policy: all of the above on a run's current policy
 """
 
-from vlsim.probes.aggregator_stats import aggregator_stats, resamples_used
+from vlsim.probes.aggregator_stats import Quadratic, aggregator_stats, resamples_used
 from vlsim.probes.gradients import (
     AnswerGradients,
     ProbedParam,
@@ -19,7 +19,13 @@ from vlsim.probes.gradients import (
     per_answer_gradients,
 )
 from vlsim.probes.length_noise import SCATTER_POINTS, fit_length_slope, scatter_points
-from vlsim.probes.noise import design_variances, loo_deviations, loo_variances, residual_maker
+from vlsim.probes.noise import (
+    block_deviations,
+    design_variances,
+    loo_deviations,
+    loo_variances,
+    residual_maker,
+)
 from vlsim.probes.policy import length_noise, probe_policy
 from vlsim.probes.projection import GaussianProjection, mix_seed
 from vlsim.probes.record import (
@@ -36,6 +42,7 @@ __all__ = [
     "SCATTER_POINTS",
     "AggregatorFigures",
     "AnswerGradients",
+    "Quadratic",
     "GaussianProjection",
     "LengthNoise",
     "ProbeMeta",
@@ -44,6 +51,7 @@ __all__ = [
     "SlopeFit",
     "aggregator_stats",
     "answer_objective",
+    "block_deviations",
     "block_parameters",
     "design_variances",
     "entropy_bins",

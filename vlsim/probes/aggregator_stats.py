@@ -63,7 +63,7 @@ class Quadratic:
     def __init__(self, flat: torch.Tensor):
         N, D = flat.shape
         mean32 = flat.mean(0)  # (D,)
-        self.mean = mean32.double()
+        self.mean: torch.Tensor | None = mean32.double()
         self.mean_sq = float(self.mean @ self.mean)
         self.gram = N <= GRAM_MAX_ROWS
         if self.gram:
@@ -75,6 +75,33 @@ class Quadratic:
                 self.u += (part @ mean32[c : c + 16384]).double()
         else:
             self.flat = flat.double()
+
+    @classmethod
+    def from_gram(cls, G: torch.Tensor) -> Quadratic:
+        """The same products from an uncentred Gram matrix G (N, N) of the vectors, in float64."""
+        G = G.double()
+        N = G.shape[0]
+        q = cls.__new__(cls)
+        row = G.sum(1) / N  # (N,) g_i . m
+        q.mean_sq = float(row.sum() / N)
+        q.mean = None  # not needed on the Gram path
+        q.gram = True
+        q.u = row - q.mean_sq  # (g_i - m) . m
+        q.K = G - row[:, None] - row[None] + q.mean_sq  # centred Gram
+        return q
+
+    def gram_matrix(self) -> torch.Tensor:
+        """The uncentred Gram matrix <g_i, g_j> (N, N), float64."""
+        if not self.gram:
+            return self.flat @ self.flat.T
+        return self.K + self.u[:, None] + self.u[None] + self.mean_sq
+
+    def scaled(self, a: torch.Tensor) -> Quadratic:
+        """The products of the vectors a_i g_i (e.g. g_i = A_i s_i from score gradients s_i)."""
+        a = a.to(dtype=torch.float64, device=self.u.device if self.gram else self.flat.device)
+        if not self.gram:
+            return Quadratic((self.flat * a[:, None]).float())
+        return Quadratic.from_gram(self.gram_matrix() * a[:, None] * a[None])
 
     def inner(self, A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
         """<sum_i A[s, i] g_i, sum_i B[t, i] g_i> for weight rows A (S, N), B (T, N): (S, T)."""
@@ -98,12 +125,13 @@ class Quadratic:
         return ((W @ self.K) * W).sum(1) + 2 * tot * (W @ self.u) + tot * tot * self.mean_sq
 
     def prompt_blocks(self, P: int, R: int) -> np.ndarray:
-        """Each prompt's R x R Gram block of the centred gradients (P, R, R)."""
+        """Each prompt's R x R Gram block (P, R, R), centred at a common point (the leave-one-out
+        deviations and residuals that use it do not depend on that point)."""
         if self.gram:
             K = self.K.reshape(P, R, P, R).diagonal(dim1=0, dim2=2).permute(2, 0, 1)
             return K.cpu().numpy()
-        c = (self.flat - self.mean).reshape(P, R, -1)
-        return (c @ c.transpose(1, 2)).cpu().numpy()
+        c = self.flat.reshape(P, R, -1)
+        return (c @ c.transpose(1, 2)).cpu().numpy()  # uncentred: blocks serve shift-free uses
 
 
 def resamples_used(resamples: int, rollouts: int, group_size: int) -> int:
@@ -152,6 +180,9 @@ def aggregator_stats(
 ) -> dict[str, AggregatorFigures]:
     """Every aggregator's figures on per-answer gradients grads (P, R, D) with lengths (P, R).
 
+    grads may also be a `Quadratic` of the N = P R gradients (rows prompt by prompt), so that
+    one Gram matrix serves several figures.
+
     One resample draws, for every prompt, G = group_size of its R answers without
     replacement (G < R): a batch of B = P groups weighted x = weights(name, (P, G) lengths) and
     summed, g_hat = sum x g. The reference is the mean of all N = P R gradients. Figures (see
@@ -160,11 +191,16 @@ def aggregator_stats(
     the calibrated relative bias with its interval, relative_variance (to Dr. GRPO).
     `resamples` is rounded up to whole rounds (see `resamples_used`).
     """
-    g = _as_tensor(grads)
-    if g.ndim != 3:
-        raise ValueError(f"grads must have shape (P, R, D), got {tuple(g.shape)}")
-    P, R, D = g.shape
     L = check_lengths(lengths, max_len)
+    if isinstance(grads, Quadratic):
+        g, (P, R), D = None, L.shape, 0
+        if (grads.K.shape[0] if grads.gram else grads.flat.shape[0]) != P * R:
+            raise ValueError(f"the gradients' products do not match lengths of shape {L.shape}")
+    else:
+        g = _as_tensor(grads)
+        if g.ndim != 3:
+            raise ValueError(f"grads must have shape (P, R, D), got {tuple(g.shape)}")
+        P, R, D = g.shape
     if L.shape != (P, R):
         raise ValueError(f"lengths must have shape {(P, R)} like grads, got {L.shape}")
     G = int(group_size)
@@ -181,8 +217,8 @@ def aggregator_stats(
         raise ValueError(f"resamples must be positive, got {resamples}")
     rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
     N = P * R
-    quad = Quadratic(g.reshape(N, D))
-    dev = quad.mean.device
+    quad = grads if isinstance(grads, Quadratic) else Quadratic(g.reshape(N, D))
+    dev = quad.K.device if quad.gram else quad.flat.device
     w_ref = torch.full((1, N), 1.0 / N, dtype=torch.float64, device=dev)
     ref_norm = math.sqrt(max(float(quad.inner(w_ref, w_ref)), 0.0))
     fpc = R / (R - G)  # fresh groups of G from the answers' distribution

@@ -24,6 +24,21 @@ def loo_deviations(vectors: np.ndarray) -> np.ndarray:
     return (R / (R - 1)) ** 2 * np.einsum("prd,prd->pr", centred, centred)
 
 
+def block_deviations(gram_blocks: np.ndarray) -> np.ndarray:
+    """Leave-one-out deviations (P, R) from each prompt's Gram matrix of its answers (P, R, R).
+
+    ||v_i - m||^2 = K_ii - 2 (K 1)_i / R + 1'K1 / R^2 for the prompt mean m, times (R/(R-1))^2;
+    any common shift of a prompt's vectors leaves it unchanged.
+    """
+    K = np.asarray(gram_blocks, dtype=np.float64)
+    R = K.shape[-1]
+    if R < 2:
+        raise ValueError(f"leave-one-out deviations need at least 2 answers per prompt, got {R}")
+    row = K.sum(-1)  # (P, R)
+    e = np.einsum("pii->pi", K) - 2 * row / R + row.sum(-1, keepdims=True) / R**2
+    return (R / (R - 1)) ** 2 * e
+
+
 def loo_variances(deviations: np.ndarray) -> np.ndarray:
     """Unbiased Var(v_i) from leave-one-out deviations d (P, R) when a prompt's answers share a mean.
 

@@ -16,10 +16,10 @@ import torch
 
 from vlsim.advantages import group_advantages
 from vlsim.aggregators import AGGREGATORS
-from vlsim.probes.aggregator_stats import aggregator_stats, resamples_used
+from vlsim.probes.aggregator_stats import Quadratic, aggregator_stats, resamples_used
 from vlsim.probes.gradients import block_parameters, per_answer_gradients
 from vlsim.probes.length_noise import fit_length_slope, scatter_points
-from vlsim.probes.noise import loo_deviations, loo_variances
+from vlsim.probes.noise import block_deviations, loo_variances
 from vlsim.probes.projection import GaussianProjection, mix_seed
 from vlsim.probes.record import LengthNoise, ProbeMeta, ProbeRecord, Timing, TokenBins, Tokens
 from vlsim.probes.tokens import ENTROPY_BINS, entropy_bins, token_uncertainty
@@ -36,16 +36,16 @@ def _projection(dim_in: int, dim_out: int, seed: int) -> GaussianProjection:
 
 
 def length_noise(
-    vectors: np.ndarray,
+    deviations: np.ndarray,
     lengths: np.ndarray,
     used: np.ndarray,
     quantity: str,
     boot: int,
     seed: int,
 ) -> LengthNoise:
-    """Figure 4 for per-answer vectors (P, R, D): the slope fit and its scatter points."""
+    """Figure 4 from leave-one-out deviations (P, R): the slope fit and its scatter points."""
     P, R = lengths.shape
-    dev = loo_deviations(vectors)  # (P, R)
+    dev = np.asarray(deviations, dtype=np.float64)
     fit = fit_length_slope(lengths, loo_variances(dev), used, boot=boot, rng=seed)
     shown = np.where(used, dev * (R - 1) / R, np.nan)  # on average Var(v_i) when variances match
     prompt_ids = np.broadcast_to(np.arange(P)[:, None], (P, R))
@@ -101,10 +101,10 @@ def probe_policy(view: Any, probe: ProbeConfig | None = None) -> dict[str, Any]:
 
     lengths = ro.lengths.to("cpu").numpy().reshape(P, R)
     adv_np = adv.to("cpu").numpy().astype(np.float64)  # (P, R)
-    s = ag.grads.detach().to("cpu", torch.float64).numpy().reshape(P, R, -1)  # (P, R, D)
-    g = adv_np[..., None] * s  # (P, R, D) policy gradients g_i = A_i s_i
+    quad_s = Quadratic(ag.grads)  # one N x N Gram of the score gradients s_i
+    quad_g = quad_s.scaled(adv.reshape(-1))  # and of the policy gradients g_i = A_i s_i
     stats = aggregator_stats(
-        g,
+        quad_g,
         lengths,
         group_size=G,
         max_len=M,
@@ -115,11 +115,12 @@ def probe_policy(view: Any, probe: ProbeConfig | None = None) -> dict[str, Any]:
         rng=np.random.default_rng([cfg.seed, 0x57A7, step]),
         boot=pc.bootstrap,
     )
-    ref = g.mean(axis=(0, 1))
     nonzero = adv_np != 0
     seed = mix_seed(cfg.seed, 0xF16, step)
-    paper = length_noise(g, lengths, nonzero, "A_i s_i", pc.bootstrap, seed)
-    free = length_noise(s, lengths, np.ones_like(nonzero), "s_i", pc.bootstrap, seed)
+    dev_g = block_deviations(quad_g.prompt_blocks(P, R))
+    dev_s = block_deviations(quad_s.prompt_blocks(P, R))
+    paper = length_noise(dev_g, lengths, nonzero, "A_i s_i", pc.bootstrap, seed)
+    free = length_noise(dev_s, lengths, np.ones_like(nonzero), "s_i", pc.bootstrap, seed)
     # token-level view
     mask = ro.mask[:, :width].to("cpu").numpy().astype(bool)
     score_np = score.to("cpu").numpy() * mask
@@ -134,7 +135,7 @@ def probe_policy(view: Any, probe: ProbeConfig | None = None) -> dict[str, Any]:
         meta=ProbeMeta(
             block=pc.block,
             params=ag.params,
-            dim=int(s.shape[-1]),
+            dim=int(ag.grads.shape[-1]),
             projection_dim=pc.projection_dim,
             prompts=P,
             rollouts=R,
@@ -157,7 +158,7 @@ def probe_policy(view: Any, probe: ProbeConfig | None = None) -> dict[str, Any]:
         truncation_rate=float(ro.truncated.float().mean()),
         informative_prompts=float((rewards.max(1).values > rewards.min(1).values).float().mean()),
         zero_advantage=int((~nonzero).sum()),
-        reference_norm=float(np.sqrt(ref @ ref)),
+        reference_norm=math.sqrt(max(quad_g.mean_sq, 0.0)),
         aggregators=stats,
         length_noise=paper,
         length_noise_free=free,
