@@ -82,13 +82,19 @@ def readable_log_axis(fig: go.Figure, axis: str = "y") -> go.Figure:
     if values.size == 0:
         return fig
     lo, hi = float(values.min()), float(values.max())
-    if hi / lo >= 10:
-        ticks = 10.0 ** np.arange(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1)
-    else:
+    if hi / lo >= 10:  # one tick per decade, written 10^k
+        update = {"type": "log", "tickmode": "linear", "tick0": 0, "dtick": 1,
+                  "exponentformat": "power", "showexponent": "all"}  # fmt: skip
+    else:  # less than a decade: three round values
         ticks = np.geomspace(lo, hi, 3) if hi > lo else np.array([lo])
-    text = [fmt(float(t), 2) for t in ticks]
-    update = {"type": "log", "tickmode": "array", "tickvals": list(ticks), "ticktext": text}
+        update = {"type": "log", "tickmode": "array", "tickvals": list(ticks),
+                  "ticktext": [fmt(float(t), 2) for t in ticks]}  # fmt: skip
     return fig.update_yaxes(**update) if axis == "y" else fig.update_xaxes(**update)
+
+
+def relative(value: float) -> str:
+    """A relative bias for a table: three digits, 0 for rounding noise below 0.0005."""
+    return "0" if abs(value) < 5e-4 else f"{value:.2g}"
 
 
 def slope_sentence(fit: Mapping[str, Any] | None, what: str) -> str:
@@ -152,7 +158,7 @@ def aggregator_rows(aggs: Mapping[str, Any]) -> list[dict[str, Any]]:
                                                    "relative_bias_ci_low",
                                                    "relative_bias_ci_high"))  # fmt: skip
         if math.isfinite(lo) and math.isfinite(hi):
-            interval = f"{fmt(lo, 2)} to {fmt(hi, 2)}"
+            interval = f"{relative(lo)} to {relative(hi)}"
             verdict = "tilted" if lo > 0 else "no tilt beyond answer noise"
         else:
             interval, verdict = "n/a", "not measured in this record"
@@ -162,7 +168,7 @@ def aggregator_rows(aggs: Mapping[str, Any]) -> list[dict[str, Any]]:
                 "variance per unit scale": number(s.get("variance")),
                 "variance relative to Dr. GRPO": number(s.get("relative_variance")),
                 "CV": number(s.get("cv")),
-                "calibrated relative bias": bias,
+                "calibrated relative bias": round(bias, 3) + 0.0 if math.isfinite(bias) else bias,
                 "95% interval": interval,
                 "direction": verdict,
                 "raw cosine (includes noise)": number(s.get("cosine")),

@@ -76,9 +76,12 @@ def test_probes_page_shows_both_slopes_intervals_and_display_names(run_id) -> No
     assert any("advantage-free" in n for n in names) and any("paper" in n for n in names)
     variance = next(f for t, f in figs.items() if t.startswith("variance"))
     assert {t["name"] for t in variance["data"]} >= {"GRPO", "DAPO", "Dr. GRPO", "VL Norm"}
-    ticks = variance["layout"]["yaxis"]["ticktext"]  # one label per decade: 1e-6 .. 1e-3
-    assert len(ticks) <= 5 and all("µ" not in t for t in ticks)
+    yaxis = variance["layout"]["yaxis"]  # 2e-6 .. 1.5e-4: one label per decade, as 10^k
+    assert yaxis["dtick"] == 1 and yaxis["exponentformat"] == "power"
+    relvar = figs["variance relative to Dr. GRPO"]["layout"]["yaxis"]  # 0.5 .. 37.5, too
+    assert relvar["dtick"] == 1
     table = at.dataframe[0].value
     assert list(table["aggregator"]) == ["GRPO", "DAPO", "Dr. GRPO", "VL Norm"]
     directions = dict(zip(table["aggregator"], table["direction"], strict=True))
     assert directions["GRPO"] == "tilted" and directions["VL Norm"].startswith("no tilt")
+    assert list(table["95% interval"]) == ["0.05 to 0.4", "-0.1 to 0.2", "0 to 0", "-0.2 to 0.3"]
