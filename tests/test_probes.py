@@ -452,7 +452,7 @@ def test_calibrated_bias_covers_zero_without_a_tilt_and_sees_one():
 
 
 def test_aggregator_stats_paths_agree_and_validate(monkeypatch):
-    agg = importlib.import_module("vlsim.probes.aggregator_stats")  # the package shadows it
+    agg = importlib.import_module("vlsim.probes.aggregation")
 
     g, L = synthetic(P=2, R=10, D=7, seed=2)
     gram = aggregator_stats(g, L, 4, 200, resamples=300, rng=5, boot=100)

@@ -3,14 +3,14 @@
 gradients         per-answer gradients g_i = grad A_i sum_t log pi (one batched backward)
 projection        a fixed random projection of those gradients
 noise             unbiased per-answer noise variances within a prompt
-aggregator_stats  every aggregator's scale, variance, CV and direction on the same gradients
+aggregation       every aggregator's scale, variance, CV and direction on the same gradients
 length_noise      Figure 4: the slope of noise against length, with a cluster bootstrap
 tokens            a token's score norm against the policy's entropy
 record            the typed probe record
 policy            probe_policy: all of the above on a run's current policy
 """
 
-from vlsim.probes.aggregator_stats import Quadratic, aggregator_stats, resamples_used
+from vlsim.probes.aggregation import Quadratic, aggregator_stats, resamples_used
 from vlsim.probes.gradients import (
     AnswerGradients,
     ProbedParam,
@@ -26,7 +26,7 @@ from vlsim.probes.noise import (
     loo_variances,
     residual_maker,
 )
-from vlsim.probes.policy import length_noise, probe_policy
+from vlsim.probes.policy import length_noise_record, probe_policy
 from vlsim.probes.projection import GaussianProjection, mix_seed
 from vlsim.probes.record import (
     AggregatorFigures,
@@ -56,7 +56,7 @@ __all__ = [
     "design_variances",
     "entropy_bins",
     "fit_length_slope",
-    "length_noise",
+    "length_noise_record",
     "loo_deviations",
     "loo_variances",
     "mix_seed",

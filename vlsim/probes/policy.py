@@ -16,7 +16,7 @@ import torch
 
 from vlsim.advantages import group_advantages
 from vlsim.aggregators import AGGREGATORS
-from vlsim.probes.aggregator_stats import Quadratic, aggregator_stats, resamples_used
+from vlsim.probes.aggregation import Quadratic, aggregator_stats, resamples_used
 from vlsim.probes.gradients import block_parameters, per_answer_gradients
 from vlsim.probes.length_noise import fit_length_slope, scatter_points
 from vlsim.probes.noise import block_deviations, loo_variances
@@ -35,7 +35,7 @@ def _projection(dim_in: int, dim_out: int, seed: int) -> GaussianProjection:
     return GaussianProjection(dim_in, dim_out, seed)
 
 
-def length_noise(
+def length_noise_record(
     deviations: np.ndarray,
     lengths: np.ndarray,
     used: np.ndarray,
@@ -119,8 +119,8 @@ def probe_policy(view: Any, probe: ProbeConfig | None = None) -> dict[str, Any]:
     seed = mix_seed(cfg.seed, 0xF16, step)
     dev_g = block_deviations(quad_g.prompt_blocks(P, R))
     dev_s = block_deviations(quad_s.prompt_blocks(P, R))
-    paper = length_noise(dev_g, lengths, nonzero, "A_i s_i", pc.bootstrap, seed)
-    free = length_noise(dev_s, lengths, np.ones_like(nonzero), "s_i", pc.bootstrap, seed)
+    paper = length_noise_record(dev_g, lengths, nonzero, "A_i s_i", pc.bootstrap, seed)
+    free = length_noise_record(dev_s, lengths, np.ones_like(nonzero), "s_i", pc.bootstrap, seed)
     # token-level view
     mask = ro.mask[:, :width].to("cpu").numpy().astype(bool)
     score_np = score.to("cpu").numpy() * mask
