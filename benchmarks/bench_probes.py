@@ -1,6 +1,6 @@
 """Cost of the gradient probes against an ordinary batched backward pass over the same answers.
 
-    python benchmarks/bench_probes.py [--presets quick default] [--rollouts 48] [--prompts 16]
+    python benchmarks/bench_probes.py [--presets quick default] [--rollouts 32] [--prompts 32]
 
 For the model sizes of the given presets (quick: tiny, default: small), P prompts x R answers
 with random tokens and lengths uniform in [1, M] are pushed through
@@ -98,8 +98,8 @@ def bench_preset(preset: str, args: argparse.Namespace) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--presets", nargs="+", default=["quick", "default"])
-    ap.add_argument("--prompts", type=int, default=16)
-    ap.add_argument("--rollouts", type=int, default=48)
+    ap.add_argument("--prompts", type=int, default=32)
+    ap.add_argument("--rollouts", type=int, default=32)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--blocks", nargs="+", default=["last_attention", "last_block", "head", "all"])
     ap.add_argument("--projection", type=int, default=256, help="k of the projected 'all' row")
