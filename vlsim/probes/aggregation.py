@@ -3,11 +3,11 @@
 Groups of G are resampled from each prompt's R answers (balanced rounds without replacement,
 so each answer is used equally often and E g_hat of weights that depend only on an answer's own
 length carries no resampling noise). Drawing without replacement from R answers shrinks the
-variance of a sum of G by (R - G) / (R - 1), and the R answers' own spread is on average (R - 1) / R of
-the true variance, so the measured variance is multiplied by R / (R - G): exact in expectation for fresh
-groups of G whenever the weights depend only on the answer's own length (GRPO, Dr. GRPO,
-sequence sum), to first order for the ratio weights (DAPO, VL Norm: about 4% high at R = 2G
-in a simulation with lognormal lengths).
+variance of a sum of G by (R - G) / (R - 1), and the R answers' own spread is on average
+(R - 1) / R of the true variance, so the measured variance is multiplied by R / (R - G): exact
+in expectation for fresh groups of G whenever the weights depend only on the answer's own length
+(GRPO, Dr. GRPO, sequence sum), to first order for the ratio weights (DAPO, VL Norm: about 4%
+high at R = 2G in a simulation with lognormal lengths).
 
 Direction: the raw cosine between E g_hat and the reference (the mean of all answers) is below
 1 from answer noise alone. The calibrated relative bias subtracts that noise's expectation,
