@@ -1,13 +1,14 @@
 """Cost of the gradient probes against an ordinary batched backward pass over the same answers.
 
-    python benchmarks/bench_probes.py [--presets quick default] [--rollouts 64] [--prompts 4]
+    python benchmarks/bench_probes.py [--presets quick default] [--rollouts 32] [--prompts 32]
 
 For the model sizes of the given presets (quick: tiny, default: small), P prompts x R answers
 with random tokens and lengths uniform in [1, M] are pushed through
   - baseline: one batched forward + backward of sum_i A_i sum_t log pi(o_it) into .grad
     (all parameters), what an RL step's backward costs on these answers;
-  - per_answer_gradients for each block and method ('batched' trick, torch.func 'vmap'),
-    and aggregator_stats (G = 16, 256 resamples, every aggregator) on the result.
+  - per_answer_gradients for each block (one batched backward plus per-row contractions),
+    and aggregator_stats (G = 16, 256 resamples, 2000 bootstrap replicates, every
+    aggregator) on the result.
 Times are the best of --repeats runs; ratio = per-answer gradient time / baseline time and
 total = (gradients + aggregator_stats) / baseline time. The baseline is re-timed right before
 each row so that a shared machine's load drifts less between the two.
@@ -17,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import time
-import warnings
 from collections.abc import Callable
 from functools import partial
 
@@ -77,13 +77,13 @@ def bench_preset(preset: str, args: argparse.Namespace) -> None:
         f"  {'block':15s} {'method':8s} {'D':>9s} {'base ms':>9s} {'probe ms':>9s} "
         f"{'ratio':>6s} {'stats ms':>9s} {'total':>6s}"
     )
-    rows = [(block, method, None) for block in args.blocks for method in args.methods]
+    rows = [(block, None) for block in args.blocks]
     if args.projection:
         D = model.num_parameters()
-        rows.append(("all", "batched", GaussianProjection(D, args.projection, seed=0)))
-    for block, method, proj in rows:
+        rows.append(("all", GaussianProjection(D, args.projection, seed=0)))
+    for block, proj in rows:
         base, _ = best_of(base_fn, args.repeats)
-        fn = partial(per_answer_gradients, *data, block, method=method, projection=proj)
+        fn = partial(per_answer_gradients, *data, block, projection=proj)
         t, ag = best_of(fn, args.repeats)
         g = ag.grads.reshape(P, R, -1)
         L = lengths.numpy().reshape(P, R)
@@ -98,11 +98,10 @@ def bench_preset(preset: str, args: argparse.Namespace) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--presets", nargs="+", default=["quick", "default"])
-    ap.add_argument("--prompts", type=int, default=4)
-    ap.add_argument("--rollouts", type=int, default=64)
+    ap.add_argument("--prompts", type=int, default=32)
+    ap.add_argument("--rollouts", type=int, default=32)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--blocks", nargs="+", default=["last_attention", "last_block", "head", "all"])
-    ap.add_argument("--methods", nargs="+", default=["batched", "vmap"])
     ap.add_argument("--projection", type=int, default=256, help="k of the projected 'all' row")
     ap.add_argument(
         "--threads",
@@ -111,7 +110,6 @@ def main() -> None:
         help="torch CPU threads (default 1: steadier timings on a shared machine; 0 = torch's)",
     )
     args = ap.parse_args()
-    warnings.filterwarnings("ignore", category=UserWarning)  # vmap fallback notices
     if args.threads:
         torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), CPU")
