@@ -38,7 +38,7 @@ from pages.training_common import (
     length_spec_from_widgets,
     length_widget_values,
 )
-from vlsim import sweep as sw
+from vlsim import sweeps as sw
 from vlsim.aggregators import AGGREGATORS, ALPHA_RANGE
 from vlsim.config import AggregatorName, Alpha, format_errors, preset_config
 from vlsim.lengths import LengthSpec

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-import vlsim.sweep as sw
+import vlsim.sweeps as sw
 from vlsim.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -19,16 +19,16 @@ import pytest
 import yaml
 
 from vlsim.cli import main as cli_main
+from vlsim.cli_sweep import format_report
 from vlsim.jobs import worker_alive
 from vlsim.store import Store
-from vlsim.sweep import (
+from vlsim.sweeps import (
     SweepError,
     SweepOutcome,
     build_report,
     conditions,
     config_key,
     expand,
-    format_report,
     get_sweep,
     load_spec,
     parse_spec,
@@ -376,7 +376,7 @@ def test_report_of_hand_made_runs_pairs_only_shared_data(tmp_path) -> None:
 
 
 def test_next_run_avoids_waiting_on_a_shared_warm_start() -> None:
-    from vlsim.sweep import _next_index
+    from vlsim.sweeps.execute import _next_index
 
     plan = expand(parse_spec(tiny_spec()))  # (dapo, 0), (vl_norm, 0), (dapo, 1), (vl_norm, 1)
     queue = [(p, None) for p in plan[1:]]

@@ -10,8 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from vlsim.cli import (
-    _EXTRA_COMMANDS,
+from vlsim.cli_common import (
     CliError,
     add_model_options,
     format_table,
@@ -264,6 +263,3 @@ def register(sub: argparse._SubParsersAction) -> None:
     runs.add_argument("--json", action="store_true", help="list/show: print JSON")
     runs.add_argument("--quiet", action="store_true", help="resume: no progress bar")
     runs.set_defaults(handler=cmd_runs)
-
-
-_EXTRA_COMMANDS.append(register)

@@ -66,6 +66,16 @@ CREATE TABLE IF NOT EXISTS samples (
     data TEXT NOT NULL,
     PRIMARY KEY (run_id, step)
 );
+CREATE TABLE IF NOT EXISTS sweeps (
+    name TEXT PRIMARY KEY,
+    spec TEXT NOT NULL,
+    created REAL NOT NULL,
+    updated REAL NOT NULL,
+    status TEXT NOT NULL,
+    pid INTEGER,
+    executor TEXT,
+    message TEXT
+);
 """
 
 # Non-finite floats are not valid JSON; they are stored as these strings and decoded back.
@@ -319,6 +329,44 @@ class Store:
         path = self.data_dir / "checkpoints" / str(int(run_id))
         path.mkdir(parents=True, exist_ok=True)
         return path
+
+    # -- sweeps --------------------------------------------------------------------------
+
+    def save_sweep(self, name: str, spec_json: str) -> None:
+        """Record (or update) a sweep's spec (JSON text); a new sweep starts with status 'new'."""
+        now = time.time()
+        with self._transaction() as conn:
+            conn.execute(
+                "INSERT INTO sweeps (name, spec, created, updated, status) VALUES (?, ?, ?, ?, 'new')"
+                " ON CONFLICT(name) DO UPDATE SET spec = excluded.spec, updated = excluded.updated",
+                (name, spec_json, now, now),
+            )
+
+    def set_sweep_state(
+        self,
+        name: str,
+        status: str,
+        pid: int | None = None,
+        executor: str | None = None,
+        message: str | None = None,
+    ) -> None:
+        """Record what a sweep's driver is doing (pid and executor are kept when not given)."""
+        with self._transaction() as conn:
+            conn.execute(
+                "UPDATE sweeps SET status = ?, pid = COALESCE(?, pid),"
+                " executor = COALESCE(?, executor), message = ?, updated = ? WHERE name = ?",
+                (status, pid, executor, message, time.time(), name),
+            )
+
+    def get_sweep(self, name: str) -> dict | None:
+        """The stored sweep row of this name as a dict (spec as JSON text), or None."""
+        row = self._conn().execute("SELECT * FROM sweeps WHERE name = ?", (name,)).fetchone()
+        return dict(row) if row is not None else None
+
+    def list_sweeps(self) -> list[dict]:
+        """Every stored sweep row, most recently updated first."""
+        rows = self._conn().execute("SELECT * FROM sweeps ORDER BY updated DESC").fetchall()
+        return [dict(row) for row in rows]
 
     # -- records -------------------------------------------------------------------------
 
