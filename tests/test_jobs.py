@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from vlsim.config import preset_config
-from vlsim.jobs import JobManager, claim_next, describe_exit
+from vlsim.jobs import JobManager, describe_exit
 from vlsim.store import Store
 
 END = ("finished", "failed", "stopped")
@@ -75,6 +75,7 @@ def wait_for(predicate, timeout: float, poll=None, every: float = 0.2):
 
 
 def test_two_managers_respect_the_limit_and_lose_nothing(managers) -> None:
+    """Two jobs of two runs and one job of one run; at most two jobs run at once."""
     limit, steps = 2, 4
     a, b = managers(max_concurrent=limit), managers(max_concurrent=limit)
     ids: list[int] = []
@@ -88,27 +89,42 @@ def test_two_managers_respect_the_limit_and_lose_nothing(managers) -> None:
     threads = [
         threading.Thread(target=submit, args=(a, ["grpo", "dapo"])),
         threading.Thread(target=submit, args=(b, ["dr_grpo"])),
+        threading.Thread(target=submit, args=(b, ["seq_sum", "vl_norm"])),
     ]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert len(set(ids)) == 3
+    assert len(set(ids)) == 5
+    assert len({store_job(a, i) for i in ids}) == 3  # one job per submit_many
     a.start(), b.start()  # both poll every second, from two threads
     store = Store(a.data_dir)
     seen: list[int] = []
 
     def all_done() -> bool:
-        seen.append(len(store.list_runs(status="running", group_name="limit")))
+        seen.append(store.running_jobs())
         return all(store.get_run(i).status in END for i in ids)
 
     wait_for(all_done, timeout=75, every=0.1)
-    assert max(seen) <= limit, f"more than {limit} runs were running at once: {max(seen)}"
+    assert max(seen) <= limit, f"more than {limit} jobs were running at once: {max(seen)}"
     assert max(seen) == limit  # and the limit was used
     for run_id in ids:
         info = store.get_run(run_id)
         assert info.status == "finished", (info.status, info.error)
         assert list(store.metrics(run_id)["step"]) == list(range(steps))
+
+
+def store_job(manager: JobManager, run_id: int) -> int | None:
+    return manager.store.get_run(run_id).job_id
+
+
+def claim_next(store: Store, limit: int) -> int | None:
+    """Claim the next queued job; its single run's id (each of these runs is a job of its own)."""
+    claimed = store.claim_next_job(limit)
+    if claimed is None:
+        return None
+    _, (run_id,) = claimed
+    return run_id
 
 
 def test_claims_are_atomic_across_connections(tmp_path) -> None:
@@ -157,7 +173,7 @@ def test_killed_worker_is_failed_and_keeps_its_metrics(managers) -> None:
     assert len(m.store.metrics(run_id)) >= 3
 
 
-def test_dead_worker_of_another_process_is_failed(managers, data_dir) -> None:
+def test_dead_worker_of_another_process_is_stopped_with_the_reason(managers, data_dir) -> None:
     m = managers()
     store = m.store
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
@@ -167,7 +183,8 @@ def test_dead_worker_of_another_process_is_failed(managers, data_dir) -> None:
     store.log_metrics(run_id, 0, {"charts/reward_mean": 0.5})
     m.poll_reap_only()
     info = store.get_run(run_id)
-    assert info.status == "failed" and "no longer running" in info.error
+    assert info.status == "stopped", info
+    assert f"process {gone.pid} is gone (last heartbeat" in info.error
     assert store.last_step(run_id) == 0
     assert describe_exit(3) == "worker process exited with code 3"
     assert describe_exit(-15) == "worker process was killed by signal 15 (SIGTERM)"

@@ -20,7 +20,7 @@ import yaml
 
 from vlsim.cli import main as cli_main
 from vlsim.cli_sweep import format_report
-from vlsim.jobs import worker_alive
+from vlsim.liveness import process_alive
 from vlsim.store import Store
 from vlsim.sweeps import (
     SweepError,
@@ -36,6 +36,7 @@ from vlsim.sweeps import (
     slope_sentences,
     stored_runs,
 )
+from vlsim.sweeps.execute import MAX_BATCH, batch_size, pack
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -243,7 +244,7 @@ def local_sweep(tmp_path_factory) -> LocalSweep:
         proc.wait()
     deadline = time.monotonic() + 30  # the pool's processes die a moment after the driver
     while time.monotonic() < deadline and any(
-        worker_alive(r.pid) for r in store.list_runs(status="running")
+        process_alive(r.pid) for r in store.list_runs(status="running")
     ):
         time.sleep(0.1)
     finished_before = {r.id for r in store.list_runs(status="finished")}
@@ -277,7 +278,7 @@ def kill_one_ray_task(killed: list[int], timeout: float = 60.0) -> None:
                 cmdline = (proc / "cmdline").read_bytes()
             except OSError:
                 continue
-            if cmdline.startswith(b"ray::run_in_memory"):
+            if cmdline.startswith(b"ray::run_batch_in_memory"):
                 time.sleep(1.0)  # into the run: its warm start is under way
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(int(proc.name), signal.SIGKILL)
@@ -375,15 +376,16 @@ def test_report_of_hand_made_runs_pairs_only_shared_data(tmp_path) -> None:
     assert list(bands["length=fixed(length=4)"]["step"]) == [-1, 1, 3]
 
 
-def test_next_run_avoids_waiting_on_a_shared_warm_start() -> None:
-    from vlsim.sweeps.execute import _next_index
-
+def test_runs_are_packed_by_warm_start_into_one_batch_per_worker() -> None:
     plan = expand(parse_spec(tiny_spec()))  # (dapo, 0), (vl_norm, 0), (dapo, 1), (vl_norm, 1)
-    queue = [(p, None) for p in plan[1:]]
-    # (dapo, 0) trains seed 0's warm start: start seed 1 rather than wait for it
-    assert _next_index(queue, [(plan[0], 1)]) == 1
-    assert _next_index(queue, []) == 0  # plan order when nothing runs
-    assert _next_index(queue[:1], [(plan[0], 1)]) == 0  # nothing else left: wait
+    configs = {k: p.config for k, p in enumerate(plan)}
+    assert batch_size(4, 2) == 2 and batch_size(4, 1) == 4 and batch_size(100, 2) == MAX_BATCH
+    assert pack("train", configs, workers=2) == [[0, 1], [2, 3]]  # one seed (warm start) each
+    assert pack("train", configs, workers=1) == [[0, 1, 2, 3]]
+    assert pack("train", configs, workers=4) == [[0], [1], [2], [3]]
+    other = {**configs, 4: {**plan[0].config, "model_size": "small"}}
+    assert [4] in pack("train", other, workers=1)  # another model shape: its own batch
+    assert pack("lab", {1: {}, 2: {}, 3: {}}, workers=2) == [[1, 2], [3]]
 
 
 def test_slope_sentences_one_per_condition():

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import sys
 import time
 from typing import TYPE_CHECKING
 
 from vlsim.cli_common import CliError, format_table
+from vlsim.stopping import StopFlag
 from vlsim.sweeps.text import probe_rows, slope_sentences, summary_text
 
 if TYPE_CHECKING:
@@ -26,22 +26,6 @@ def _store(args: argparse.Namespace):
     from vlsim.store import Store
 
     return Store(args.data_dir)
-
-
-class _StopOnTerm:
-    """SIGTERM (a Stop from the app) asks the sweep to stop gracefully, like a first Ctrl-C."""
-
-    def __init__(self) -> None:
-        self.requested = False
-
-    def __call__(self) -> bool:
-        return self.requested
-
-    def handle(self, signum: int, frame: object) -> None:
-        """First SIGTERM: stop launching and stop the running runs after their step."""
-        if self.requested:
-            raise KeyboardInterrupt(f"signal {signum}")
-        self.requested = True
 
 
 def _run(args: argparse.Namespace, target: str) -> int:
@@ -72,8 +56,7 @@ def _run(args: argparse.Namespace, target: str) -> int:
                                   ("status", "status", "")]))  # fmt: skip
     if args.dry_run:
         return 0
-    stopper = _StopOnTerm()
-    signal.signal(signal.SIGTERM, stopper.handle)
+    stopper = StopFlag().install()  # SIGTERM (a Stop from the app) or Ctrl-C: a graceful stop
     bar = tqdm(total=len(plan), desc=spec.name, unit="run", disable=args.quiet or None)
     counts = {"finished": 0, "failed": 0, "stopped": 0}
 

@@ -17,6 +17,7 @@ import shutil
 import sqlite3
 import threading
 import time
+from collections.abc import Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, Literal
@@ -25,7 +26,8 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, Field
 
-STATUSES = ("queued", "running", "finished", "failed", "stopped")
+STATUSES = ("new", "queued", "running", "finished", "failed", "stopped")
+"""'new': recorded, not yet queued (a job's runs join the queue together)."""
 DB_NAME = "vlsim.db"
 BUSY_TIMEOUT_S = 30.0
 
@@ -44,9 +46,15 @@ CREATE TABLE IF NOT EXISTS runs (
     heartbeat REAL,
     pid INTEGER,
     group_name TEXT,
-    total_steps INTEGER
+    total_steps INTEGER,
+    job_id INTEGER
 );
 CREATE INDEX IF NOT EXISTS runs_group ON runs(group_name);
+CREATE TABLE IF NOT EXISTS jobs (
+    id INTEGER PRIMARY KEY,
+    label TEXT NOT NULL,
+    created REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS metrics (
     run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
     step INTEGER NOT NULL,
@@ -150,6 +158,9 @@ class RunInfo(BaseModel):
     pid: int | None = Field(default=None, description="Process id of the worker, if known.")
     group_name: str | None = Field(default=None, description="Ties runs started together.")
     total_steps: int | None = Field(default=None, description="Planned number of steps.")
+    job_id: int | None = Field(
+        default=None, description="The job (a batch of runs executed together) it belongs to."
+    )
 
 
 class Store:
@@ -163,6 +174,9 @@ class Store:
         self._all: list[tuple[int, sqlite3.Connection]] = []  # (pid that opened it, connection)
         self._all_lock = threading.Lock()
         with self._transaction() as conn:  # BEGIN IMMEDIATE serialises concurrent creators
+            columns = {r["name"] for r in conn.execute("PRAGMA table_info(runs)").fetchall()}
+            if columns and "job_id" not in columns:  # a store written before jobs existed
+                conn.execute("ALTER TABLE runs ADD COLUMN job_id INTEGER")
             for statement in SCHEMA.split(";"):
                 if statement.strip():
                     conn.execute(statement)
@@ -225,15 +239,17 @@ class Store:
         group_name: str | None = None,
         total_steps: int | None = None,
         status: str = "queued",
+        job_id: int | None = None,
     ) -> int:
-        """Insert a new run and return its id."""
+        """Insert a new run (of job job_id, if given) and return its id."""
         _check_status(status)
         now = time.time()
         started = now if status == "running" else None
         with self._transaction() as conn:
             cur = conn.execute(
                 "INSERT INTO runs (name, kind, config_json, status, seed, created, started,"
-                " heartbeat, group_name, total_steps) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " heartbeat, group_name, total_steps, job_id)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     name,
                     kind,
@@ -245,9 +261,137 @@ class Store:
                     started,
                     group_name,
                     total_steps,
+                    job_id,
                 ),
             )
             return int(cur.lastrowid)
+
+    def transition(
+        self, run_id: int, old: Sequence[str], new: str, error: str | None = None
+    ) -> bool:
+        """Set status `new` only if the run's status is one of `old` (atomic); True if it did."""
+        _check_status(new)
+        old = tuple(old)
+        marks = ",".join("?" * len(old))
+        finished = None if new in ("queued", "running") else time.time()
+        with self._transaction() as conn:
+            cur = conn.execute(
+                f"UPDATE runs SET status = ?, error = ?, finished = ? WHERE id = ?"
+                f" AND status IN ({marks})",
+                (new, error, finished, run_id, *old),
+            )
+            return cur.rowcount == 1
+
+    # -- jobs: a job is a batch of runs executed together --------------------------------
+
+    def create_job(self, label: str = "") -> int:
+        """A new, empty job; returns its id (runs join it through create_run or queue_job)."""
+        with self._transaction() as conn:
+            cur = conn.execute(
+                "INSERT INTO jobs (label, created) VALUES (?, ?)", (label, time.time())
+            )
+            return int(cur.lastrowid)
+
+    def queue_job(self, job_id: int, run_ids: Sequence[int], status: str = "queued") -> list[int]:
+        """Put these runs (none running or finished) in job job_id, all in one transaction.
+
+        status 'queued' offers the job to every executor; 'running' hands it to the caller,
+        which executes it at once (a Ray driver). Returns the ids of the runs moved.
+        """
+        if status not in ("queued", "running"):
+            raise ValueError(f"a job's runs are queued or running, not {status!r}")
+        moved = []
+        now = time.time()
+        with self._transaction() as conn:
+            for run_id in run_ids:
+                cur = conn.execute(
+                    "UPDATE runs SET job_id = ?, status = ?, error = NULL, finished = NULL,"
+                    " pid = NULL, heartbeat = ?, started = CASE WHEN ? = 'running'"
+                    " THEN COALESCE(started, ?) ELSE started END"
+                    " WHERE id = ? AND status NOT IN ('running', 'finished')",
+                    (job_id, status, now, status, now, run_id),
+                )
+                if cur.rowcount == 1:
+                    moved.append(run_id)
+        return moved
+
+    def job_label(self, job_id: int) -> str | None:
+        """The label a job was created with, or None if there is no such job."""
+        row = self._conn().execute("SELECT label FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return None if row is None else row[0]
+
+    def job_runs(self, job_id: int) -> list[RunInfo]:
+        """The runs of a job, in the order they were created."""
+        rows = (
+            self._conn()
+            .execute("SELECT * FROM runs WHERE job_id = ? ORDER BY id", (job_id,))
+            .fetchall()
+        )
+        return [_run_info(row) for row in rows]
+
+    def running_jobs(self) -> int:
+        """How many jobs run now (a running run outside any job counts as a job of its own)."""
+        row = (
+            self._conn()
+            .execute(
+                "SELECT COUNT(DISTINCT COALESCE(job_id, -id)) FROM runs WHERE status = 'running'"
+            )
+            .fetchone()
+        )
+        return int(row[0])
+
+    def claim_next_job(
+        self, max_running: int, job_ids: Sequence[int] | None = None
+    ) -> tuple[int, list[int]] | None:
+        """Atomically start the oldest queued job if fewer than max_running jobs run.
+
+        One IMMEDIATE transaction counts the running jobs (whoever started them) and moves every
+        queued run of the oldest queued job (of job_ids, if given) to 'running' with pid NULL and
+        a fresh heartbeat, so concurrent claimers can neither start a run twice nor exceed the
+        limit together. Returns (job id, run ids), or None. A queued run outside any job becomes a
+        job of its own.
+        """
+        now = time.time()
+        with self._transaction() as conn:
+            running = conn.execute(
+                "SELECT COUNT(DISTINCT COALESCE(job_id, -id)) FROM runs WHERE status = 'running'"
+            ).fetchone()[0]
+            if running >= max_running:
+                return None
+            sql = "SELECT id, job_id FROM runs WHERE status = 'queued'"
+            args: list[Any] = []
+            if job_ids is not None:
+                if not job_ids:
+                    return None
+                sql += f" AND job_id IN ({','.join('?' * len(job_ids))})"
+                args += [int(j) for j in job_ids]
+            row = conn.execute(sql + " ORDER BY created, id LIMIT 1", args).fetchone()
+            if row is None:
+                return None
+            job_id = row["job_id"]
+            if job_id is None:  # queued before it had a job: it becomes a job of its own
+                job_id = int(
+                    conn.execute(
+                        "INSERT INTO jobs (label, created) VALUES ('', ?)", (now,)
+                    ).lastrowid
+                )
+                conn.execute("UPDATE runs SET job_id = ? WHERE id = ?", (job_id, row["id"]))
+                ids = [int(row["id"])]
+            else:
+                ids = [
+                    int(r[0])
+                    for r in conn.execute(
+                        "SELECT id FROM runs WHERE job_id = ? AND status = 'queued' ORDER BY id",
+                        (job_id,),
+                    ).fetchall()
+                ]
+            marks = ",".join("?" * len(ids))
+            conn.execute(
+                "UPDATE runs SET status = 'running', pid = NULL, heartbeat = ?, error = NULL,"
+                f" finished = NULL, started = COALESCE(started, ?) WHERE id IN ({marks})",
+                (now, now, *ids),
+            )
+            return job_id, ids
 
     def set_status(self, run_id: int, status: str, error: str | None = None) -> None:
         """Change a run's status; 'running' stamps started (once), end states stamp finished."""
@@ -268,6 +412,16 @@ class Store:
         with self._transaction() as conn:
             if conn.execute(sql, args).rowcount == 0:
                 raise _missing(run_id)
+
+    def heartbeat_many(self, run_ids: Sequence[int], pid: int | None = None) -> None:
+        """Record that the process running these runs is alive (one transaction)."""
+        now = time.time()
+        with self._transaction() as conn:
+            for run_id in run_ids:
+                conn.execute(
+                    "UPDATE runs SET heartbeat = ?, pid = COALESCE(?, pid) WHERE id = ?",
+                    (now, pid, run_id),
+                )
 
     def heartbeat(self, run_id: int, pid: int | None = None) -> None:
         """Record that the worker is alive (and its process id, if given)."""

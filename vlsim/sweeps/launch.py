@@ -1,4 +1,8 @@
-"""Start a sweep in the background (the app): `python -m vlsim sweep SPEC` in its own session."""
+"""Start a sweep in the background (the app): `python -m vlsim sweep SPEC` in its own session.
+
+The driver submits the sweep's jobs to the store's queue and starts their workers in its own
+process group; `stop` sends it SIGTERM, which it handles as a graceful stop of every job.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +10,10 @@ import contextlib
 import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 from typing import Literal
 
+from vlsim.jobs import spawn
 from vlsim.store import Store
 from vlsim.sweeps.plan import expand
 from vlsim.sweeps.spec import SweepSpec
@@ -43,20 +47,11 @@ def launch(
     tmp = path.with_suffix(".tmp")
     tmp.write_text(spec.model_dump_json(indent=2))
     tmp.replace(path)
-    log = log_path(store, spec.name)
-    log.parent.mkdir(parents=True, exist_ok=True)
-    cmd = [python or sys.executable, "-m", "vlsim", "sweep", str(path), "--data-dir",
-           str(store.data_dir), "--executor", executor, "--quiet"]  # fmt: skip
+    args = ["vlsim", "sweep", path, "--data-dir", store.data_dir, "--executor", executor,
+            "--quiet"]  # fmt: skip
     if workers:
-        cmd += ["--workers", str(int(workers))]
-    env = dict(os.environ)
-    root = str(Path(__file__).resolve().parents[2])
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
-    with log.open("ab") as out:
-        proc = subprocess.Popen(
-            cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-            start_new_session=True,
-        )  # fmt: skip
+        args += ["--workers", int(workers)]
+    proc = spawn(args, log_path(store, spec.name), new_session=True, python=python)
     _LAUNCHED[spec.name] = proc
     set_sweep_state(store, spec.name, "starting", pid=proc.pid, executor=executor)
     return proc.pid

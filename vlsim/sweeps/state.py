@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from vlsim.liveness import process_alive
 from vlsim.store import Store
 from vlsim.sweeps.spec import GROUP_PREFIX, SweepSpec
 
@@ -24,9 +25,7 @@ class SweepRecord:
     @property
     def active(self) -> bool:
         """True while a driver process of this sweep is alive."""
-        from vlsim.jobs import worker_alive
-
-        return self.status in ("starting", "running") and worker_alive(self.pid)
+        return self.status in ("starting", "running") and process_alive(self.pid)
 
 
 def save_sweep(store: Store, spec: SweepSpec) -> None:
