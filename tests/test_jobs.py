@@ -232,3 +232,88 @@ def test_stop_right_after_launch_ends_stopped_not_failed(managers) -> None:
     m.delete(run_id)  # kills the relaunched worker, then forgets the run
     with pytest.raises(KeyError):
         m.store.get_run(run_id)
+
+
+# ----------------------------------------------------------------------------- the CLI's jobs
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY_CLI = ["--preset", "quick", "--sft-steps", "10", "--eval-every", "0", "--task-n-train", "100",
+            "--task-n-test", "8", "--quiet"]  # fmt: skip
+
+
+def test_cli_list_values_that_do_not_validate_name_the_run(tmp_path, capsys) -> None:
+    from vlsim.cli import main as cli_main
+
+    args = ["train", *TINY_CLI, "--data-dir", str(tmp_path), "--aggregator", "grpo,nope"]
+    assert cli_main(args) == 2
+    err = capsys.readouterr().err
+    assert "aggregator=nope" in err and "unknown aggregator 'nope'" in err
+    assert Store(tmp_path).list_runs() == []  # nothing half-made
+
+
+@pytest.mark.slow
+def test_cli_train_makes_one_run_per_combination_in_one_job(tmp_path, capsys) -> None:
+    from vlsim.cli import main as cli_main
+
+    args = ["train", *TINY_CLI, "--steps", "2", "--data-dir", str(tmp_path),
+            "--aggregator", "grpo,vl_norm", "--seed", "0,1"]  # fmt: skip
+    assert cli_main(args) == 0
+    runs = Store(tmp_path).list_runs()
+    assert sorted((r.config["aggregator"], r.seed) for r in runs) == [
+        ("grpo", 0), ("grpo", 1), ("vl_norm", 0), ("vl_norm", 1)
+    ]
+    assert len({r.job_id for r in runs}) == 1 and runs[0].job_id is not None
+    assert {r.status for r in runs} == {"finished"}
+    capsys.readouterr()
+    assert cli_main(["runs", "list", "--data-dir", str(tmp_path)]) == 0
+    assert capsys.readouterr().out.count("finished") == 4
+
+
+def start_cli_run(data_dir: Path) -> tuple[subprocess.Popen, int]:
+    """A long CLI training run in a subprocess, once it has logged two RL steps."""
+    cmd = [sys.executable, "-m", "vlsim", "train", *TINY_CLI, "--steps", "5000",
+           "--data-dir", str(data_dir)]  # fmt: skip
+    proc = subprocess.Popen(
+        cmd, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    store = Store(data_dir)
+    try:
+        run_id = wait_for(lambda: [r.id for r in store.list_runs()], timeout=60)[0]
+        wait_for(lambda: (store.last_step(run_id) or -1) >= 1, timeout=90)
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    return proc, run_id
+
+
+@pytest.mark.slow
+def test_sigterm_stops_a_cli_run_as_ctrl_c_does(tmp_path) -> None:
+    proc, run_id = start_cli_run(tmp_path)
+    proc.send_signal(signal.SIGTERM)
+    try:
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert f"runs resume {run_id}" in err
+    info = Store(tmp_path).get_run(run_id)
+    assert info.status == "stopped", info
+    assert Store(tmp_path).last_step(run_id) >= 1  # the metrics are kept
+
+
+@pytest.mark.slow
+def test_a_killed_cli_run_is_listed_stopped_with_the_reason(tmp_path, capsys) -> None:
+    from vlsim.cli import main as cli_main
+
+    proc, run_id = start_cli_run(tmp_path)
+    proc.kill()  # SIGKILL: nothing can be recorded
+    proc.wait()
+    assert Store(tmp_path).get_run(run_id).status == "running"  # what the store was left with
+    assert cli_main(["runs", "list", "--data-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert f"stopped: process {proc.pid} is gone (last heartbeat" in out
+    assert cli_main(["runs", "show", str(run_id), "--data-dir", str(tmp_path)]) == 0
+    assert f"reason: process {proc.pid} is gone" in capsys.readouterr().out
+    assert Store(tmp_path).get_run(run_id).status == "stopped"  # resumable

@@ -32,16 +32,23 @@ def _scalar_type(annotation: Any) -> type | None:
     return annotation if annotation in (int, float, str, bool) else None
 
 
+FREE_TEXT = ("name", "device")
+"""Text fields that never take a list of values (a comma may be part of them)."""
+
+
 def add_model_options(
     parser: argparse.ArgumentParser | argparse._ArgumentGroup,
     model: type[BaseModel],
     skip: Sequence[str] = (),
     prefix: str = "",
+    lists: set[str] | None = None,
 ) -> list[str]:
     """Add one --option per scalar field of a config model; return the dests added.
 
     With a prefix (e.g. 'task'), options are --task-FIELD and dests 'task.FIELD', which
-    `build_config` turns into nested overrides.
+    `build_config` turns into nested overrides. Given a set `lists`, every option but FREE_TEXT
+    take comma-separated values (one run per value) and their dests are added to it; pydantic
+    then checks each value.
     """
     added = []
     for name, field in model.model_fields.items():
@@ -59,6 +66,14 @@ def add_model_options(
             parser.add_argument(
                 flag, dest=dest, action=argparse.BooleanOptionalAction, default=None, help=help_text
             )
+        elif lists is not None and name not in FREE_TEXT:
+            if choices:
+                help_text += f"; one of {', '.join(map(str, choices))}"
+            parser.add_argument(
+                flag, dest=dest, type=str, default=None, metavar="V[,V...]",
+                help=help_text + "; several values, comma-separated, train one run each",
+            )  # fmt: skip
+            lists.add(dest)
         else:
             parser.add_argument(
                 flag, dest=dest, type=kind, default=None, choices=choices, help=help_text

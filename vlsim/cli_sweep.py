@@ -92,6 +92,8 @@ def _run(args: argparse.Namespace, target: str) -> int:
             file=sys.stderr,
         )
         return 130
+    finally:
+        stopper.restore()
     bar.close()
     print(f"{outcome.summary()} in {time.monotonic() - t0:.1f} s", flush=True)
     if not args.no_report:

@@ -10,6 +10,7 @@ SIGTERM or SIGINT (Ctrl-C, `timeout`, a batch scheduler, a container stop): the 
 from __future__ import annotations
 
 import signal
+import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -39,6 +40,7 @@ class StopFlag:
         self.also = also
         self.requested = False
         self.signals = 0
+        self._previous: dict[int, object] = {}
 
     def __call__(self) -> bool:
         if not self.requested and (
@@ -59,7 +61,14 @@ class StopFlag:
             raise KeyboardInterrupt(f"signal {signum}")
 
     def install(self, signals: Iterable[int] = (signal.SIGTERM, signal.SIGINT)) -> StopFlag:
-        """Handle these signals with this flag (main thread only); returns self."""
-        for sig in signals:
-            signal.signal(sig, self.handle)
+        """Handle these signals with this flag (in the main thread; elsewhere no-op); self."""
+        if threading.current_thread() is threading.main_thread():
+            for sig in signals:
+                self._previous[sig] = signal.signal(sig, self.handle)
         return self
+
+    def restore(self) -> None:
+        """Give the signals back to the handlers they had before `install`."""
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous.clear()
