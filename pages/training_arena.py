@@ -18,7 +18,6 @@ from pages.common import (
     clamp_notices,
     ensure_app_navigation,
     new_url_params,
-    number_field,
     remember_widgets,
     restore_widgets,
     seed_widgets,
@@ -26,6 +25,7 @@ from pages.common import (
     write_url,
 )
 from pages.training_common import (
+    TRACE_FORMAT,
     aggregator_label,
     curves_figure,
     get_manager,
@@ -33,6 +33,7 @@ from pages.training_common import (
     length_family_widgets,
     length_spec_from_widgets,
     length_widget_values,
+    open_number_field,
     probe_stat_figure,
     recent_groups,
     run_colors,
@@ -41,11 +42,13 @@ from pages.training_common import (
     samples_frame,
     scatter_figure,
     status_text,
+    stop_message,
 )
 from vlsim.aggregators import AGGREGATORS, ALPHA_RANGE
 from vlsim.analysis import format_seconds, progress
 from vlsim.config import PRESETS, ProbeConfig, TrainConfig, format_errors, preset_config
 from vlsim.countdown import TaskConfig, TraceConfig
+from vlsim.liveness import checked_runs
 from vlsim.scenario import from_query, parent_of, to_query
 
 ensure_app_navigation()
@@ -217,8 +220,12 @@ def _start() -> None:
     except ValidationError as err:
         ss["_arena_start_error"] = format_errors(err)
         return
+    if cfg.steps < 1:
+        ss["_arena_start_error"] = "steps: the Arena needs at least 1 RL step"
+        return
     group = f"arena-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
-    get_manager().submit_many(run_configs(cfg, choice.aggregators), group)
+    get_manager().submit_many(run_configs(cfg, choice.aggregators), group)  # one job
+    ss["_arena_stopped"] = ""
     ss[f"{K}group"] = group
     ss[f"{K}run"] = 0
     ss["_arena_start_error"] = None
@@ -255,7 +262,7 @@ seed_widgets({f"{K}aggregators": list(DEFAULT_AGGREGATORS), f"{K}group": "", f"{
 
 
 def nf(model, name: str, path: str, label: str) -> None:
-    number_field(model, name, key=f"{K}{path}", label=label)
+    open_number_field(model, name, key=f"{K}{path}", label=label)
 
 
 def row(n: int):
@@ -310,16 +317,13 @@ with st.sidebar:
 
     st.header("Warm-start traces")
     length_family_widgets(LENGTH_KEY)
-    c1, c2 = row(2)
-    with c1:
-        nf(TraceConfig, "wrong_rate", "trace.wrong_rate", "wrong rate")
-    with c2:
-        nf(
-            TraceConfig,
-            "length_correctness_slope",
-            "trace.length_correctness_slope",
-            "length→wrong slope",
-        )
+    nf(TraceConfig, "wrong_rate", "trace.wrong_rate", "wrong rate")
+    nf(
+        TraceConfig,
+        "length_correctness_slope",
+        "trace.length_correctness_slope",
+        "length→wrong slope",
+    )
     st.radio(
         "trace content",
         ["search", "filler"],
@@ -345,9 +349,9 @@ with st.sidebar:
     with c3:
         nf(TrainConfig, "max_new_tokens", "max_new_tokens", "M tokens")
     for (left_path, left_label), (right_path, right_label) in (
-        (("lr", "learning rate"), ("sft_steps", "warm-start steps")),
+        (("lr", "learning rate"), ("seed", "seed")),
         (("clip_low", "clip low"), ("clip_high", "clip high")),
-        (("steps", "RL steps"), ("seed", "seed")),
+        (("steps", "RL steps"), ("sft_steps", "SFT steps")),
     ):
         c1, c2 = row(2)
         with c1:
@@ -362,7 +366,7 @@ with st.sidebar:
         help="Per-answer gradients on fixed prompts: variance, CV and bias of every aggregator.",
     )
     if st.session_state[f"{K}probes_on"]:
-        number_field(ProbeConfig, "every", key=f"{K}probe.every", label="probe every (steps)")
+        open_number_field(ProbeConfig, "every", key=f"{K}probe.every", label="probe every (steps)")
 
 # ----------------------------------------------------------------------------- config
 
@@ -378,9 +382,15 @@ try:
     )
 except ValidationError as err:
     cfg, choice, config_error = None, None, format_errors(err)
+if cfg is not None and cfg.steps < 1:
+    cfg, config_error = None, "steps: the Arena needs at least 1 RL step (0 trains nothing)"
 
 if config_error is not None:
-    st.error("These settings do not fit together:\n\n" + config_error, icon=":material/error:")
+    st.error(
+        "These settings cannot be trained (nothing starts until they are fixed):\n\n"
+        + config_error,
+        icon=":material/error:",
+    )
 else:
     write_url(PAGE, url_params(cfg, choice))
 remember_widgets(PAGE, K)
@@ -457,9 +467,9 @@ def run_row(info, metrics: pd.DataFrame) -> None:
             text = "warm start (supervised), then RL"
         elif info.status == "running":
             text = f"step {done}/{total} · ETA {format_seconds(eta)}"
-        elif info.status == "failed":
-            first = (info.error or "").strip().splitlines()[:1]
-            text = f"failed at step {done}/{total}: {first[0] if first else 'unknown error'}"
+        elif info.status in ("failed", "stopped") and info.error:
+            first = info.error.strip().splitlines()[0]
+            text = f"{info.status} at step {done}/{total}: {first}"
         else:
             text = f"{info.status} at step {done}/{total} · {format_seconds(elapsed)} of RL"
         st.progress(frac, text=text[:160])
@@ -469,9 +479,12 @@ def run_row(info, metrics: pd.DataFrame) -> None:
                 "Stop",
                 key=f"{K}stop.{info.id}",
                 icon=":material/stop:",
-                help="Stop after the current step (resumable).",
+                help="Stop after the current step (resumable). A running run stops with every "
+                "run started with it: they train together as one job.",
             ):
-                manager.stop(info.id)
+                st.session_state["_arena_stopped"] = stop_message(
+                    manager.stop_runs([info.id]), {info.id: run_label(info)}
+                )
                 st.rerun(scope="fragment")
         elif info.status in ("stopped", "failed") and st.button(
             "Resume",
@@ -506,10 +519,19 @@ def summary_table(runs: list) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def stop_group(group: str) -> None:
+    """Stop all: every run of the group that is queued or running now, and say what stopped."""
+    infos = get_store().list_runs(group_name=group)
+    ids = [i.id for i in infos if i.status in ("queued", "running")]
+    results = get_manager().stop_runs(ids)
+    labels = {i.id: run_label(i) for i in infos}
+    st.session_state["_arena_stopped"] = stop_message(results, labels) or "Nothing was running."
+
+
 def live_view(group: str) -> None:
-    """Everything about one group, read from the store only."""
+    """Everything about one group, read from the store only (dead runs shown as stopped)."""
     store = get_store()
-    infos = sorted(store.list_runs(group_name=group), key=lambda r: r.id)
+    infos = sorted(checked_runs(store, group_name=group), key=lambda r: r.id)
     if not infos:
         st.info("No runs in this group yet.", icon=":material/hourglass_empty:")
         return
@@ -524,16 +546,15 @@ def live_view(group: str) -> None:
     resumable = [i for i in infos if i.status in ("stopped", "failed")]
     c1, c2, c3 = st.columns([1, 1, 3])
     with c1:
-        if st.button(
+        st.button(
             "Stop all",
             key=f"{K}stop_all",
             disabled=not active,
             icon=":material/stop_circle:",
-            help="Stop every queued or running run of this group.",
-        ):
-            for i in active:
-                manager.stop(i.id)
-            st.rerun(scope="fragment")
+            help="Stop every queued or running run of this group (and of their jobs).",
+            on_click=stop_group,  # a callback: runs before the next rerun, never lost
+            args=(group,),
+        )
     with c2:
         if st.button(
             "Resume all",
@@ -547,9 +568,13 @@ def live_view(group: str) -> None:
             st.rerun(scope="fragment")
     with c3:
         st.caption(
-            f"Up to {manager.max_concurrent} runs train at once on this server; the rest wait "
-            "in the queue. Updated every 2 seconds."
+            f"The runs started together train as one job (one worker process); up to "
+            f"{manager.max_concurrent} jobs train at once on this server, counting sweeps; the "
+            "rest wait in the queue. Updated every 2 seconds."
         )
+
+    if st.session_state.get("_arena_stopped"):
+        st.success(st.session_state["_arena_stopped"], icon=":material/stop_circle:")
 
     st.subheader("Curves")
     c1, c2 = st.columns(2)
@@ -673,6 +698,7 @@ def live_view(group: str) -> None:
     if samples:
         st.markdown(f"Latest sample answers (step {samples[-1].get('step')}):")
         st.dataframe(samples_frame(samples), hide_index=True, width="stretch")
+        st.caption(TRACE_FORMAT)
     if info.status == "failed" and info.error:
         with st.expander("Error of this run"):
             st.code(info.error[-3000:])
