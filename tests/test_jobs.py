@@ -74,6 +74,7 @@ def wait_for(predicate, timeout: float, poll=None, every: float = 0.2):
     raise AssertionError(f"condition not met within {timeout} s")
 
 
+@pytest.mark.slow
 def test_two_managers_respect_the_limit_and_lose_nothing(managers) -> None:
     """Two jobs of two runs and one job of one run; at most two jobs run at once."""
     limit, steps = 2, 4
@@ -105,7 +106,7 @@ def test_two_managers_respect_the_limit_and_lose_nothing(managers) -> None:
         seen.append(store.running_jobs())
         return all(store.get_run(i).status in END for i in ids)
 
-    wait_for(all_done, timeout=75, every=0.1)
+    wait_for(all_done, timeout=240, every=0.1)
     assert max(seen) <= limit, f"more than {limit} jobs were running at once: {max(seen)}"
     assert max(seen) == limit  # and the limit was used
     for run_id in ids:
@@ -158,15 +159,16 @@ def test_claims_are_atomic_across_connections(tmp_path) -> None:
     assert sorted(claimed) == more[:3]  # oldest first, never more than the limit
 
 
+@pytest.mark.slow
 def test_killed_worker_is_failed_and_keeps_its_metrics(managers) -> None:
     m = managers(max_concurrent=2)
     run_id = m.submit(tiny(5000), "kill")
-    wait_for(lambda: (m.store.last_step(run_id) or -1) >= 2, timeout=40, poll=m.poll)
+    wait_for(lambda: (m.store.last_step(run_id) or -1) >= 2, timeout=120, poll=m.poll)
     pid = m.store.get_run(run_id).pid
     assert pid
     os.kill(pid, signal.SIGKILL)
     info = wait_for(
-        lambda: (i := m.store.get_run(run_id)).status == "failed" and i, timeout=15, poll=m.poll
+        lambda: (i := m.store.get_run(run_id)).status == "failed" and i, timeout=60, poll=m.poll
     )
     assert "killed by signal 9" in info.error and "SIGKILL" in info.error
     assert m.store.last_step(run_id) >= 2
@@ -191,27 +193,38 @@ def test_dead_worker_of_another_process_is_stopped_with_the_reason(managers, dat
     store.delete_run(run_id)
 
 
+@pytest.mark.slow
 def test_stop_then_resume_finishes(managers) -> None:
     m = managers(max_concurrent=1)
-    steps = 30
-    run_id = m.submit(tiny(steps, checkpoint_every=2), "stop")
-    # a second run waits in the queue; stopping it un-queues it
+    steps = 12
+    run_id, mate = m.submit_many(
+        [tiny(steps, checkpoint_every=2), tiny(steps, checkpoint_every=2, aggregator="dapo")],
+        "stop",
+    )  # one job of two runs
+    # a second job waits in the queue; stopping it un-queues it
     waiting = m.submit(tiny(steps), "stop")
     assert m.queue_position(waiting) == 1 and m.queue_position(run_id) is None
     assert m.stop(waiting) == "unqueued"
     assert m.store.get_run(waiting).status == "stopped"
 
-    wait_for(lambda: (m.store.last_step(run_id) or -1) >= 3, timeout=40, poll=m.poll)
-    assert m.stop(run_id) == "stopping"
-    wait_for(lambda: m.store.get_run(run_id).status == "stopped", timeout=20, poll=m.poll)
+    wait_for(lambda: (m.store.last_step(run_id) or -1) >= 3, timeout=120, poll=m.poll)
+    assert m.stop(run_id) == "stopping"  # stops its job: both runs
+    wait_for(
+        lambda: {m.store.get_run(i).status for i in (run_id, mate)} == {"stopped"},
+        timeout=60, poll=m.poll,
+    )  # fmt: skip
     stopped_at = m.store.last_step(run_id)
     assert stopped_at < steps - 1
-    assert m.resume(run_id)
-    assert m.store.get_run(run_id).status in ("queued", "running")
-    wait_for(lambda: m.store.get_run(run_id).status in END, timeout=40, poll=m.poll)
-    info = m.store.get_run(run_id)
-    assert info.status == "finished", info.error
-    assert list(m.store.metrics(run_id)["step"]) == list(range(steps))
+    assert m.resume(run_id)  # continues every run of the job
+    assert {m.store.get_run(i).status for i in (run_id, mate)} <= {"queued", "running"}
+    wait_for(
+        lambda: all(m.store.get_run(i).status in END for i in (run_id, mate)),
+        timeout=240, poll=m.poll,
+    )  # fmt: skip
+    for i in (run_id, mate):
+        info = m.store.get_run(i)
+        assert info.status == "finished", info.error
+        assert list(m.store.metrics(i)["step"]) == list(range(steps))  # nothing lost or redone
     assert not m.resume(run_id)  # a finished run is not resumable
 
     m.delete(waiting)
@@ -225,7 +238,7 @@ def test_stop_right_after_launch_ends_stopped_not_failed(managers) -> None:
     assert m.store.get_run(run_id).status == "running"  # launched by submit's poll
     assert m.stop(run_id) == "stopping"  # the worker is still importing torch
     info = wait_for(
-        lambda: (i := m.store.get_run(run_id)).status in END and i, timeout=40, poll=m.poll
+        lambda: (i := m.store.get_run(run_id)).status in END and i, timeout=120, poll=m.poll
     )
     assert info.status == "stopped", info.error
     assert m.resume(run_id) and m.store.get_run(run_id).status in ("queued", "running")
@@ -260,7 +273,10 @@ def test_cli_train_makes_one_run_per_combination_in_one_job(tmp_path, capsys) ->
     assert cli_main(args) == 0
     runs = Store(tmp_path).list_runs()
     assert sorted((r.config["aggregator"], r.seed) for r in runs) == [
-        ("grpo", 0), ("grpo", 1), ("vl_norm", 0), ("vl_norm", 1)
+        ("grpo", 0),
+        ("grpo", 1),
+        ("vl_norm", 0),
+        ("vl_norm", 1),
     ]
     assert len({r.job_id for r in runs}) == 1 and runs[0].job_id is not None
     assert {r.status for r in runs} == {"finished"}
@@ -317,3 +333,28 @@ def test_a_killed_cli_run_is_listed_stopped_with_the_reason(tmp_path, capsys) ->
     assert cli_main(["runs", "show", str(run_id), "--data-dir", str(tmp_path)]) == 0
     assert f"reason: process {proc.pid} is gone" in capsys.readouterr().out
     assert Store(tmp_path).get_run(run_id).status == "stopped"  # resumable
+
+
+# ----------------------------------------------------------------------------- liveness
+
+
+def test_liveness_reasons(tmp_path) -> None:
+    from vlsim.liveness import STALE_S, START_GRACE_S, check_runs, dead_reason, status_text
+
+    store = Store(tmp_path)
+    now = time.time()
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    info = store.get_run(store.create_run("r", "train", {}, status="running"))
+    assert dead_reason(info, now) is None  # just claimed: its process may still be starting
+    assert "never reported" in dead_reason(info, now + START_GRACE_S + 1)
+    alive = info.model_copy(update={"pid": os.getpid(), "heartbeat": now})
+    assert dead_reason(alive, now + 1) is None
+    assert "no heartbeat from process" in dead_reason(alive, now + STALE_S + 1)
+    dead = alive.model_copy(update={"pid": gone.pid, "heartbeat": now - 180})
+    assert dead_reason(dead, now) == f"process {gone.pid} is gone (last heartbeat 3 min ago)"
+    store.heartbeat(info.id, pid=gone.pid)
+    (checked,) = check_runs(store, [store.get_run(info.id)])
+    assert checked.status == "stopped"
+    assert status_text(checked).startswith(f"stopped: process {gone.pid} is gone")
+    assert dead_reason(checked) is None  # not 'running' any more

@@ -162,7 +162,8 @@ def test_spec_name_defaults_to_the_file_name(tmp_path) -> None:
 # ----------------------------------------------------------------------------- Length Lab sweeps
 
 
-def test_lab_sweep_runs_in_the_pool_and_reports(tmp_path) -> None:
+@pytest.mark.slow
+def test_lab_sweep_runs_as_jobs_and_reports(tmp_path) -> None:
     spec = parse_spec(
         {"name": "lab", "kind": "lab", "base": {"n_batches": 200, "token_noise": 1.0,
                                                  "lengths": {"kind": "uniform", "low": 10, "high": 400}},
@@ -252,6 +253,7 @@ def local_sweep(tmp_path_factory) -> LocalSweep:
     return LocalSweep(data_dir, spec_file, finished_before, outcome)
 
 
+@pytest.mark.slow
 def test_crash_mid_sweep_keeps_finished_runs_and_resume_skips_them(local_sweep) -> None:
     data_dir, spec_file = local_sweep.data_dir, local_sweep.spec_file
     finished_before, outcome = local_sweep.finished_before, local_sweep.outcome
@@ -287,6 +289,8 @@ def kill_one_ray_task(killed: list[int], timeout: float = 60.0) -> None:
         time.sleep(0.1)
 
 
+@pytest.mark.slow
+@pytest.mark.ray
 def test_ray_executor_retries_a_lost_worker_and_gives_the_same_records(
     local_sweep, tmp_path
 ) -> None:
@@ -321,6 +325,7 @@ def test_ray_executor_retries_a_lost_worker_and_gives_the_same_records(
     assert store.samples(some.id) and some.status == "finished"
 
 
+@pytest.mark.slow
 def test_report_command_prints_table_verdicts_and_json(local_sweep, capsys) -> None:
     data_dir, spec_file = local_sweep.data_dir, local_sweep.spec_file
     assert cli_main(["sweep", "report", "tiny", "--data-dir", str(data_dir)]) == 0
