@@ -214,10 +214,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--executor", choices=["local", "ray"], default="local",
-        help="local: a process pool here; ray: a Ray cluster (--ray-address, $RAY_ADDRESS, or a local Ray)",
+        help="local: worker processes here, one job each; ray: one Ray task per job (--ray-address, $RAY_ADDRESS, or a local Ray)",
     )  # fmt: skip
     p.add_argument(
-        "--workers", type=int, default=None, help="parallel runs (default: one per core)"
+        "--workers",
+        type=int,
+        default=None,
+        help="parallel jobs (default: one per core); the runs are packed into jobs of at most 8, "
+        "one per worker where possible (see vlsim.sweeps.execute)",
     )
     p.add_argument(
         "--threads", type=int, default=None, help="torch threads per run (default: cores / workers)"
