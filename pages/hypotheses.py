@@ -297,7 +297,8 @@ with c4:
 with c5:
     st.number_input(
         "parallel runs", 1, MAX_WORKERS, key=f"{K}workers",
-        help=f"Runs trained at once ({os.cpu_count()} cores here; one torch thread per core).",
+        help=f"Worker processes training at once ({os.cpu_count()} cores here; one torch thread "
+        "per core); the runs are packed into one job per worker, at most 8 runs each.",
     )  # fmt: skip
 
 remember_widgets(PAGE, K)

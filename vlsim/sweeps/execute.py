@@ -40,7 +40,7 @@ from typing import Any, Literal
 
 from vlsim.config import TrainConfig
 from vlsim.jobs import END, JobManager, WarmstartLock, set_threads
-from vlsim.liveness import Heartbeat, check_runs, process_alive
+from vlsim.liveness import Heartbeat, process_alive
 from vlsim.runner import lab_records
 from vlsim.stopping import StopFlag
 from vlsim.store import RunInfo, Store
@@ -192,11 +192,10 @@ def _todo(
     on_event: Event | None,
 ) -> list[tuple[PlannedRun, RunInfo | None]]:  # fmt: skip
     """The runs still to do; finished ones (and ones another live process runs) are skipped."""
-    stored = stored_runs(store, spec)
-    live = {i.id: i for i in check_runs(store, stored.values())}  # dead runs become 'stopped'
+    stored = stored_runs(store, spec)  # after the liveness check
     todo = []
     for p in plan:
-        info = live.get(stored[p.key].id) if p.key in stored else None
+        info = stored.get(p.key)
         if info is not None and info.status == "finished":
             outcome.skipped += 1
             if on_event:

@@ -20,6 +20,7 @@ import pandas as pd
 from pydantic import BaseModel, ValidationError
 
 from vlsim.config import LabConfig, TrainConfig, format_errors, preset_config
+from vlsim.liveness import check_runs
 from vlsim.scenario import parent_of
 from vlsim.store import RunInfo, Store
 from vlsim.sweeps.spec import (
@@ -235,9 +236,13 @@ def plan_table(plan: list[PlannedRun], status: Mapping[str, RunInfo] | None = No
 
 
 def stored_runs(store: Store, spec: SweepSpec) -> dict[str, RunInfo]:
-    """{config key: stored run} for this sweep's runs (a finished run wins over a repeat)."""
+    """{config key: stored run} for this sweep's runs (a finished run wins over a repeat).
+
+    The runs pass the liveness check first: a dead 'running' run reads 'stopped'.
+    """
     out: dict[str, RunInfo] = {}
-    for info in sorted(store.list_runs(group_name=spec.group()), key=lambda r: r.id):
+    runs = check_runs(store, store.list_runs(group_name=spec.group()))
+    for info in sorted(runs, key=lambda r: r.id):
         key = config_key(info.kind, info.config)
         old = out.get(key)
         if old is None or old.status != "finished":

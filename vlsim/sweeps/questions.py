@@ -74,7 +74,7 @@ class Question(BaseModel):
     )
     workers: int = Field(
         default_factory=lambda: fit_workers()[0], ge=1, le=MAX_WORKERS,
-        description="Runs trained at once.",
+        description="Jobs (worker processes) trained at once; the runs are packed into them.",
     )  # fmt: skip
     sweep: str = Field("", max_length=120, description="The sweep being watched.")
 
