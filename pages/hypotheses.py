@@ -1,8 +1,8 @@
 """Hypotheses: ask a question, run it over several seeds in the background, read the verdict.
 
-Widgets -> a question template -> a vlsim.sweep.SweepSpec (shown as runs before it starts) ->
-vlsim.sweep.launch (a `python -m vlsim sweep` process) -> a live view that only reads the store
-and vlsim.sweep.build_report: curves with bands, steps to a threshold with CIs, verdicts.
+Widgets -> a question (vlsim.sweeps.questions) -> a SweepSpec (shown as runs before it starts)
+-> vlsim.sweeps.launch (a `python -m vlsim sweep` process that queues the runs as jobs) -> a
+live view that only reads the store and vlsim.sweeps.build_report: curves with bands, steps to a threshold with CIs, verdicts.
 The settings and the sweep being watched live in the URL.
 """
 

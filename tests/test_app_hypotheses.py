@@ -1,6 +1,6 @@
 """The Hypotheses page through Streamlit's AppTest: templates, URL round trip, launch, results.
 
-No sweep process is started: `vlsim.sweep.launch` is replaced by a stand-in that only records
+No sweep process is started: `vlsim.sweeps.launch` is replaced by a stand-in that only records
 the sweep, and stored results are hand-made runs with known curves.
 """
 

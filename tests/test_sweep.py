@@ -173,6 +173,7 @@ def test_lab_sweep_runs_as_jobs_and_reports(tmp_path) -> None:
     events = []
     outcome = run_sweep(spec, store, workers=1, on_event=lambda *e: events.append(e[0]))
     assert outcome.count("finished") == 6 and events.count("end") == 6
+    assert len({r.job_id for r in store.list_runs()} - {None}) == 1  # one worker: one job of 6
     assert get_sweep(store, "lab").status == "done"
     report = build_report(store, spec)
     (verdict,) = report.verdicts
