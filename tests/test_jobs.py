@@ -358,3 +358,22 @@ def test_liveness_reasons(tmp_path) -> None:
     assert checked.status == "stopped"
     assert status_text(checked).startswith(f"stopped: process {gone.pid} is gone")
     assert dead_reason(checked) is None  # not 'running' any more
+
+
+def test_one_stop_flag_for_signals_stop_files_and_callers(tmp_path) -> None:
+    from vlsim.stopping import StopFlag, clear_stop, request_stop, stop_file
+
+    asked = [False]
+    flag = StopFlag([stop_file(tmp_path, 7)], also=lambda: asked[0])
+    assert not flag()
+    request_stop(tmp_path, 7)
+    assert flag() and StopFlag([stop_file(tmp_path, 7)])()  # seen by any process
+    clear_stop(tmp_path, 7)
+    assert not StopFlag([stop_file(tmp_path, 7)])()
+    asked[0] = True
+    assert StopFlag(also=lambda: asked[0])()
+    by_signal = StopFlag()
+    by_signal.handle(signal.SIGTERM, None)  # first signal: stop after the step
+    assert by_signal()
+    with pytest.raises(KeyboardInterrupt):  # second: at once
+        by_signal.handle(signal.SIGTERM, None)
