@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from vlsim.config import TrainConfig
-from vlsim.jobs import END, JobManager, WarmstartLock, set_threads
+from vlsim.jobs import END, JobManager, WarmstartLock, python_env, set_threads
 from vlsim.liveness import Heartbeat, process_alive
 from vlsim.runner import lab_records
 from vlsim.stopping import StopFlag
@@ -351,12 +351,9 @@ def _import_ray():
 
 def _ray_runtime_env(address: str | None) -> dict[str, Any]:
     """How Ray workers import vlsim: ship the package to a cluster, or point at it locally."""
-    package = Path(__file__).resolve().parents[1]
     if address:
-        return {"py_modules": [str(package)]}
-    root = str(package.parent)
-    path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
-    return {"env_vars": {"PYTHONPATH": path}}
+        return {"py_modules": [str(Path(__file__).resolve().parents[1])]}
+    return {"env_vars": {"PYTHONPATH": python_env()["PYTHONPATH"]}}
 
 
 def _run_ray(
