@@ -16,7 +16,7 @@ import tempfile
 import time
 
 from vlsim.store import Store
-from vlsim.sweep import SweepSpec, expand, fit_workers, parse_spec, run_sweep
+from vlsim.sweeps import SweepSpec, expand, fit_workers, parse_spec, run_sweep
 
 
 def spec(steps: int, sft_steps: int) -> SweepSpec:

@@ -1,8 +1,8 @@
 """Hypotheses: ask a question, run it over several seeds in the background, read the verdict.
 
-Widgets -> a question template -> a vlsim.sweep.SweepSpec (shown as runs before it starts) ->
-vlsim.sweep.launch (a `python -m vlsim sweep` process) -> a live view that only reads the store
-and vlsim.sweep.build_report: curves with bands, steps to a threshold with CIs, verdicts.
+Widgets -> a question (vlsim.sweeps.questions) -> a SweepSpec (shown as runs before it starts)
+-> vlsim.sweeps.launch (a `python -m vlsim sweep` process that queues the runs as jobs) -> a
+live view that only reads the store and vlsim.sweeps.build_report: curves with bands, steps to a threshold with CIs, verdicts.
 The settings and the sweep being watched live in the URL.
 """
 
@@ -11,13 +11,12 @@ from __future__ import annotations
 import os
 import secrets
 import time
-from typing import Any, Literal
+from typing import Any
 
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import ValidationError
 
 from pages.charts import COLORS, MICRO_BATCH_COLORS
 from pages.common import (
@@ -38,90 +37,25 @@ from pages.training_common import (
     length_spec_from_widgets,
     length_widget_values,
 )
-from vlsim import sweep as sw
+from vlsim import sweeps as sw
 from vlsim.aggregators import AGGREGATORS, ALPHA_RANGE
-from vlsim.config import AggregatorName, Alpha, format_errors, preset_config
-from vlsim.lengths import LengthSpec
+from vlsim.config import format_errors
 from vlsim.scenario import from_query, to_query
 from vlsim.stats import METHODS
+from vlsim.sweeps.questions import (
+    MAX_WORKERS,
+    METRICS,
+    TEMPLATES,
+    display_name,
+    question_spec,
+)
+from vlsim.sweeps.questions import Question as HypothesisView
 
 ensure_app_navigation()
 
 PAGE = "hypotheses"
 K = "hyp."
 LENGTH_KEY = f"{K}length"
-
-TEMPLATES = {
-    "ab": "Aggregator A vs B",
-    "alpha": "VL Norm α sweep",
-    "group_size": "Effect of G (answers per prompt)",
-    "max_len": "Effect of M (answer budget)",
-    "grid": "Build a grid",
-}
-METRICS = ("eval/mean_at_k", "eval/accuracy_greedy")
-DEFAULT_GRID = "grid:\n  aggregator: [grpo, dr_grpo, vl_norm]\n"
-MAX_WORKERS = 16
-
-
-class HypothesisView(BaseModel):
-    """The Hypotheses page's settings, as they appear in the URL."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    template: Literal["ab", "alpha", "group_size", "max_len", "grid"] = Field(
-        "ab", description="The kind of question."
-    )
-    a: AggregatorName = Field("dapo", description="Aggregator A (the baseline).")
-    b: AggregatorName = Field("vl_norm", description="Aggregator B.")
-    alpha: Alpha = Field(1.0, description="VL Norm α of the runs that do not sweep it.")
-    alphas: list[Alpha] = Field(
-        default_factory=lambda: [0.0, 0.5, 1.0], min_length=1, max_length=12,
-        description="α values of the α sweep.",
-    )  # fmt: skip
-    sizes: list[int] = Field(
-        default_factory=lambda: [4, 8, 16], min_length=1, max_length=8,
-        description="Group sizes G compared.",
-    )  # fmt: skip
-    budgets: list[int] = Field(
-        default_factory=lambda: [24, 40, 64], min_length=1, max_length=8,
-        description="Answer budgets M compared.",
-    )  # fmt: skip
-    grid: str = Field(DEFAULT_GRID, max_length=4000, description="A sweep grid in YAML.")
-    length: LengthSpec = Field(
-        default_factory=lambda: preset_config("quick").trace.length,
-        description="Trace lengths of the warm-start data (the answers' length setting).",
-    )
-    seeds: int = Field(3, ge=1, le=20, description="Seeds per condition (0, 1, ...).")
-    steps: int = Field(200, ge=2, le=5000, description="RL steps per run (the budget).")
-    threshold: float = Field(0.25, ge=0.0, le=1.0, description="Accuracy to reach.")
-    metric: Literal["eval/mean_at_k", "eval/accuracy_greedy"] = Field(
-        "eval/mean_at_k", description="Held-out accuracy measure."
-    )
-    workers: int = Field(
-        default_factory=lambda: sw.fit_workers()[0], ge=1, le=MAX_WORKERS,
-        description="Runs trained at once.",
-    )  # fmt: skip
-    sweep: str = Field("", max_length=120, description="The sweep being watched.")
-
-    @field_validator("alphas")
-    @classmethod
-    def _alphas(cls, values: list[float]) -> list[float]:
-        return list(dict.fromkeys(values))
-
-    @field_validator("sizes")
-    @classmethod
-    def _sizes(cls, values: list[int]) -> list[int]:
-        if any(not 2 <= v <= 256 for v in values):
-            raise ValueError("group sizes must be between 2 and 256")
-        return list(dict.fromkeys(values))
-
-    @field_validator("budgets")
-    @classmethod
-    def _budgets(cls, values: list[int]) -> list[int]:
-        if any(not 8 <= v <= 2048 for v in values):
-            raise ValueError("answer budgets must be between 8 and 2048")
-        return list(dict.fromkeys(values))
-
 
 DEFAULTS = HypothesisView()
 SIMPLE = ("template", "a", "b", "alpha", "alphas", "sizes", "budgets", "grid", "seeds",
@@ -144,104 +78,6 @@ def view_from_widgets() -> HypothesisView:
     data = {f: ss[f"{K}{f}"] for f in SIMPLE}
     data["length"] = length_spec_from_widgets(LENGTH_KEY)
     return HypothesisView.model_validate(data)
-
-
-def _label(name: str) -> str:
-    return AGGREGATORS[name].display_name if name in AGGREGATORS else name
-
-
-def spec_from_view(view: HypothesisView, name: str = "") -> sw.SweepSpec:
-    """The sweep a view asks for (SweepError with a readable message if it cannot be run)."""
-    every = max(1, view.steps // 10)
-    base: dict[str, Any] = {
-        "steps": view.steps,
-        "eval_every": every,
-        "checkpoint_every": every,
-        "alpha": view.alpha,
-        "trace.length": view.length.model_dump(mode="json"),
-    }
-    what = f"{METRIC_LABELS.get(view.metric, view.metric)} {view.threshold:g}"
-    lengths = view.length.describe()
-    data: dict[str, Any] = {
-        "name": name or "preview",
-        "kind": "train",
-        "preset": "quick",
-        "base": base,
-        "seeds": list(range(view.seeds)),
-        "analysis": {"metric": view.metric, "threshold": view.threshold},
-    }
-    a, b = view.a, view.b
-    if view.template in ("ab", "group_size", "max_len") and a == b:
-        raise sw.SweepError("choose two different aggregators for A and B")
-    if view.template == "ab":
-        data["variants"] = [{"aggregator": a}, {"aggregator": b}]
-        data["question"] = f"Does {_label(b)} reach {what} faster than {_label(a)} ({lengths})?"
-    elif view.template == "alpha":
-        data["variants"] = [{"aggregator": a}] + [
-            {"aggregator": "vl_norm", "alpha": x} for x in view.alphas
-        ]
-        data["question"] = (
-            f"Which VL Norm α reaches {what} fastest, compared with {_label(a)} ({lengths})?"
-        )
-    elif view.template in ("group_size", "max_len"):
-        field = "group_size" if view.template == "group_size" else "max_new_tokens"
-        values = view.sizes if view.template == "group_size" else view.budgets
-        data["grid"] = {"aggregator": [a, b], field: values}
-        letter = "G" if field == "group_size" else "M"
-        data["question"] = (
-            f"Does {_label(b)}'s lead over {_label(a)} in reaching {what} change with {letter}?"
-        )
-    else:
-        own = _grid_yaml(view.grid)
-        if own.get("kind") == "lab":  # Length Lab runs: only the box's own base applies
-            data["base"] = own.pop("base", {})
-            data["analysis"] = {"threshold": None}
-        else:
-            data["base"] = {**base, **own.pop("base", {})}
-        data["analysis"] = {**data["analysis"], **own.pop("analysis", {})}
-        data.update(own)
-        if data.get("kind") == "lab":
-            data.setdefault("question", "How do the conditions compare in the Length Lab?")
-        data.setdefault("question", f"Which condition reaches {what} fastest?")
-    spec = sw.parse_spec(data)
-    if view.template in ("group_size", "max_len"):
-        spec = _pair_by_value(spec, a, b)
-    sw.expand(spec)  # every config must be valid
-    return spec
-
-
-def _grid_yaml(text: str) -> dict[str, Any]:
-    """The YAML of the grid box: grid, variants, and optionally base, kind and analysis."""
-    try:
-        data = yaml.safe_load(text) or {}
-    except yaml.YAMLError as err:
-        raise sw.SweepError(f"the grid is not valid YAML: {err}") from err
-    if not isinstance(data, dict):
-        raise sw.SweepError(
-            "the grid must be a mapping, e.g. 'grid: {aggregator: [grpo, vl_norm]}'"
-        )
-    allowed = {"grid", "variants", "base", "kind", "analysis", "question"}
-    unknown = sorted(set(data) - allowed)
-    if unknown:
-        raise sw.SweepError(
-            f"the grid box may set {', '.join(sorted(allowed))}; not {', '.join(unknown)}"
-        )
-    for key in ("base", "analysis"):
-        if not isinstance(data.get(key, {}), dict):
-            raise sw.SweepError(f"'{key}' in the grid box must be a mapping of fields")
-    return data
-
-
-def _pair_by_value(spec: sw.SweepSpec, a: str, b: str) -> sw.SweepSpec:
-    """Verdicts of B vs A at each value of the swept field, instead of all vs the first."""
-    conds = sw.conditions(spec)
-    by_value: dict[str, dict[str, str]] = {}
-    for label, overrides in conds:
-        key = str({k: v for k, v in overrides.items() if k != "aggregator"})
-        by_value.setdefault(key, {})[overrides["aggregator"]] = label
-    pairs = [(d[a], d[b]) for d in by_value.values() if a in d and b in d]
-    analysis = spec.analysis.model_copy(update={"pairs": pairs})
-    return spec.model_copy(update={"analysis": analysis})
 
 
 def _options(choices: list, key: str) -> list:
@@ -383,12 +219,12 @@ if template in ("ab", "alpha", "group_size", "max_len"):
             "A (baseline)" if template != "alpha" else "compare with",
             aggs,
             key=f"{K}a",
-            format_func=_label,
+            format_func=display_name,
             help="The condition the others are measured against.",
         )
 if template in ("ab", "group_size", "max_len"):
     with c2:
-        st.selectbox("B", aggs, key=f"{K}b", format_func=_label, help="The challenger.")
+        st.selectbox("B", aggs, key=f"{K}b", format_func=display_name, help="The challenger.")
 if template == "alpha":
     with c2:
         st.multiselect(
@@ -462,7 +298,8 @@ with c4:
 with c5:
     st.number_input(
         "parallel runs", 1, MAX_WORKERS, key=f"{K}workers",
-        help=f"Runs trained at once ({os.cpu_count()} cores here; one torch thread per core).",
+        help=f"Worker processes training at once ({os.cpu_count()} cores here; one torch thread "
+        "per core); the runs are packed into one job per worker, at most 8 runs each.",
     )  # fmt: skip
 
 remember_widgets(PAGE, K)
@@ -470,7 +307,7 @@ remember_widgets(PAGE, K)
 spec: sw.SweepSpec | None = None
 try:
     view = view_from_widgets()
-    spec = spec_from_view(view)
+    spec = question_spec(view)
 except ValidationError as err:
     view = None
     st.error(f"These settings cannot be run:\n\n{format_errors(err)}", icon=":material/error:")
@@ -496,7 +333,7 @@ def _launch() -> None:
     try:
         v = view_from_widgets()
         name = new_sweep_name(v.template)
-        sw.launch(spec_from_view(v, name), get_store(), workers=v.workers)
+        sw.launch(question_spec(v, name), get_store(), workers=v.workers)
     except (ValidationError, sw.SweepError) as err:
         ss["_hyp_error"] = format_errors(err) if isinstance(err, ValidationError) else str(err)
         return
@@ -633,7 +470,7 @@ if name:
     st.fragment(watch, run_every=3 if ticking else None)(name)
 else:
     st.info(
-        "Launch a sweep above, or pick a stored one. With the defaults, 2 conditions × 3 seeds "
+        "Launch a sweep above, or pick a stored one. With the defaults, 2 conditions × 5 seeds "
         "of 200 steps (the quick preset, which gains about 10 points in them) take about five "
         "minutes on a 2-core CPU.",
         icon=":material/info:",

@@ -12,6 +12,7 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import annotated_types
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
@@ -20,7 +21,7 @@ import streamlit as st
 from pages.charts import COLORS, MICRO_BATCH_COLORS
 from pages.common import number_field
 from vlsim.aggregators import AGGREGATORS
-from vlsim.analysis import probe_table, smooth
+from vlsim.analysis import METRIC_LABELS, probe_table, smooth
 from vlsim.jobs import JobManager
 from vlsim.lengths import LENGTH_FAMILIES
 from vlsim.store import RunInfo, Store, default_data_dir
@@ -36,18 +37,6 @@ STATUS_ICONS = {
     "failed": ":material/error:",
 }
 
-METRIC_LABELS = {
-    "eval/mean_at_k": "held-out accuracy (sampled mean@k)",
-    "eval/accuracy_greedy": "held-out accuracy (greedy)",
-    "charts/reward_mean": "training reward",
-    "charts/accuracy": "training accuracy",
-    "charts/response_length_mean": "mean answer length (tokens)",
-    "charts/truncation_rate": "share of answers cut at M",
-    "charts/entropy": "token entropy",
-    "grad/norm": "gradient norm (before clipping)",
-    "losses/policy": "policy loss",
-    "charts/aggregate_scale": "aggregate scale M·Σx",
-}
 
 
 # ----------------------------------------------------------------------------- resources
@@ -138,6 +127,59 @@ def run_colors(infos: Sequence[RunInfo]) -> dict[int, str]:
 
 def status_text(status: str) -> str:
     return f"{STATUS_ICONS.get(status, '')} {status}"
+
+
+TRACE_FORMAT = (
+    "How to read a trace: the policy's search before its answer, one token per character. "
+    "`,` separates arithmetic steps, `x;` ends an attempt that missed the target, and the last "
+    "attempt leads to the answer. E.g. `0x;15*15010=77520` is the end of a failed attempt "
+    "(`0x;`, cut from the left) and then the step 15*15010=77520; the answer column is the "
+    "expression after the trace."
+)
+
+
+def allowed_range(field) -> str:
+    """'2 to 1024', 'more than 0, at most 1', 'at least 0' for a pydantic field's bounds."""
+    lo = hi = ""
+    for meta in field.metadata:
+        if isinstance(meta, annotated_types.Ge):
+            lo = f"at least {meta.ge:g}"
+        elif isinstance(meta, annotated_types.Gt):
+            lo = f"more than {meta.gt:g}"
+        elif isinstance(meta, annotated_types.Le):
+            hi = f"at most {meta.le:g}"
+        elif isinstance(meta, annotated_types.Lt):
+            hi = f"less than {meta.lt:g}"
+    if lo.startswith("at least") and hi.startswith("at most"):
+        return f"{lo.removeprefix('at least ')} to {hi.removeprefix('at most ')}"
+    return ", ".join(p for p in (lo, hi) if p) or "any number"
+
+
+def open_number_field(model_cls, name: str, key: str, label: str) -> Any:
+    """A number_input that accepts any number, so validation (not the browser) says what is
+    allowed: an out-of-range value blocks the action with a message instead of silently
+    keeping the old value."""
+    field = model_cls.model_fields[name]
+    is_int = field.annotation is int
+    default = None if field.is_required() else field.get_default(call_default_factory=True)
+    seed_widgets({key: default})
+    big = abs(default or 0) >= 10
+    return st.number_input(
+        label,
+        key=key,
+        step=(10 if big else 1) if is_int else (10.0 if big else 0.05),
+        format=None if is_int else "%g",
+        help=f"{field.description or ''} Allowed: {allowed_range(field)}.",
+    )
+
+
+def stop_message(results: Mapping[int, str], labels: Mapping[int, str]) -> str:
+    """What Stop all did, run by run ('' if there was nothing to stop)."""
+    words = {"unqueued": "taken out of the queue", "stopping": "stops after its current step"}
+    done = [f"{labels.get(i, f'#{i}')} ({words[w]})" for i, w in results.items() if w in words]
+    if not done:
+        return ""
+    return f"Stopping {len(done)} run(s): " + "; ".join(done) + "."
 
 
 def recent_groups(store: Store, limit: int = 20) -> list[str]:

@@ -1,6 +1,6 @@
 """The Hypotheses page through Streamlit's AppTest: templates, URL round trip, launch, results.
 
-No sweep process is started: `vlsim.sweep.launch` is replaced by a stand-in that only records
+No sweep process is started: `vlsim.sweeps.launch` is replaced by a stand-in that only records
 the sweep, and stored results are hand-made runs with known curves.
 """
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-import vlsim.sweep as sw
+import vlsim.sweeps as sw
 from vlsim.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -119,7 +119,7 @@ def test_launch_records_the_sweep_and_watches_it(data_dir, monkeypatch) -> None:
     assert spec.name in str(at.query_params["sweep"])
     assert sw.get_sweep(Store(data_dir), spec.name) is not None
     progress = at.get("progress")
-    assert progress and "0/6 runs finished" in progress[0].proto.text
+    assert progress and "0/10 runs finished" in progress[0].proto.text
 
 
 def populate(data_dir: Path) -> sw.SweepSpec:

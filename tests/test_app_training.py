@@ -26,7 +26,7 @@ PROBES = str(ROOT / "pages" / "probes.py")
 def data_dir(tmp_path, monkeypatch) -> Path:
     """A fresh store for the pages, and a JobManager that never starts processes."""
     monkeypatch.setenv("VLSIM_DATA_DIR", str(tmp_path))
-    monkeypatch.setattr(JobManager, "_launch", lambda self, run_id: None)
+    monkeypatch.setattr(JobManager, "_launch", lambda self, job_id, run_ids: None)
     monkeypatch.setattr(JobManager, "start", lambda self: self)
     monkeypatch.chdir(ROOT)
     return tmp_path
@@ -198,6 +198,55 @@ def test_arena_start_queues_one_run_per_aggregator(data_dir) -> None:
     group = runs[0].group_name
     assert group in str(at.query_params["group"])
     assert len(at.get("progress")) == 2  # one bar per run
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "allowed"),
+    [
+        ("arena.group_size", 1, "greater than or equal to 2"),
+        ("arena.lr", 1000.0, "less than or equal to 1"),
+        ("arena.prompts_per_step", 0, "greater than or equal to 1"),
+        ("arena.steps", 0, "at least 1 RL step"),
+    ],
+)
+def test_arena_out_of_range_numbers_block_start_and_say_what_is_allowed(
+    data_dir, key: str, value, allowed: str
+) -> None:
+    at = app(ARENA)
+    by_key(at.number_input, key).set_value(value)
+    at.run()
+    no_exceptions(at)
+    assert at.error and allowed in at.error[0].value, [e.value for e in at.error]
+    assert next(b for b in at.button if b.label == "Start training").disabled
+    assert "Allowed:" in by_key(at.number_input, key).help
+
+
+def test_arena_stop_all_stops_every_run_of_the_job_and_says_what_it_stopped(
+    data_dir, monkeypatch
+) -> None:
+    from vlsim.stopping import stop_file
+
+    monkeypatch.setenv("VLSIM_MAX_CONCURRENT", "1")
+    at = app(ARENA)
+    by_key(at.multiselect, "arena.aggregators").set_value(["grpo", "vl_norm"])
+    at.run()
+    start = next(b for b in at.button if b.label == "Start training")
+    start.click().run()  # job 1: claimed (its worker is not started here)
+    next(b for b in at.button if b.label == "Start training").click().run()  # job 2: queued
+    store = Store(data_dir)
+    runs = sorted(store.list_runs(), key=lambda r: r.id)
+    assert [r.status for r in runs] == ["running", "running", "queued", "queued"]
+    assert runs[0].job_id == runs[1].job_id != runs[2].job_id == runs[3].job_id  # one job each
+    at.button(key="arena.stop_all").click().run()  # the watched group: job 2, queued
+    no_exceptions(at)
+    assert [store.get_run(r.id).status for r in runs[2:]] == ["stopped", "stopped"]
+    text = at.success[0].value
+    assert "Stopping 2 run(s)" in text and "GRPO" in text and "VL Norm" in text
+    assert "taken out of the queue" in text
+    at.selectbox(key="arena.group").set_value(runs[0].group_name).run()
+    at.button(key="arena.stop_all").click().run()  # job 1, running
+    assert "stops after its current step" in at.success[0].value
+    assert stop_file(data_dir, runs[0].job_id).exists()  # its worker sees it at the next step
 
 
 def test_arena_reattaches_to_a_group_by_url(data_dir) -> None:

@@ -333,3 +333,50 @@ def test_update_config_and_probe_counts(store):
     store.log_probe(run_id, 0, {"a": 1})
     store.log_probe(run_id, 5, {"a": 2})
     assert store.probe_counts() == {run_id: 2}
+
+
+def test_a_job_joins_the_queue_at_once_and_is_claimed_whole(store):
+    job = store.create_job("demo")
+    ids = [store.create_run(f"r{i}", "train", {}, status="new") for i in range(3)]
+    assert store.claim_next_job(5) is None  # 'new' runs are not in the queue yet
+    assert store.queue_job(job, ids) == ids
+    assert {r.status for r in store.job_runs(job)} == {"queued"}
+    assert store.claim_next_job(5) == (job, ids)  # every run of the job, together
+    assert store.running_jobs() == 1
+    assert store.queue_job(job, ids) == []  # running runs are not moved
+    other = store.create_run("solo", "train", {})  # queued outside any job
+    assert store.claim_next_job(1) is None  # one job runs: the limit counts jobs, not runs
+    solo_job, solo_ids = store.claim_next_job(2)
+    assert solo_ids == [other] and store.get_run(other).job_id == solo_job != job
+    assert store.running_jobs() == 2
+    assert store.job_label(job) == "demo" and store.job_label(999) is None
+
+
+def test_transition_changes_only_from_the_given_statuses(store):
+    run_id = store.create_run("r", "train", {})
+    assert not store.transition(run_id, ["running"], "stopped")
+    assert store.transition(run_id, ["queued"], "stopped", "why")
+    info = store.get_run(run_id)
+    assert info.status == "stopped" and info.error == "why" and info.finished is not None
+
+
+def test_a_store_written_before_jobs_gains_the_column(tmp_path):
+    import sqlite3
+
+    conn = sqlite3.connect(tmp_path / "vlsim.db")
+    conn.execute(
+        "CREATE TABLE runs (id INTEGER PRIMARY KEY, name TEXT NOT NULL, kind TEXT NOT NULL,"
+        " config_json TEXT NOT NULL, status TEXT NOT NULL, seed INTEGER, created REAL NOT NULL,"
+        " started REAL, finished REAL, error TEXT, heartbeat REAL, pid INTEGER, group_name TEXT,"
+        " total_steps INTEGER)"
+    )
+    conn.execute(
+        "INSERT INTO runs (name, kind, config_json, status, created) VALUES ('old', 'train', '{}',"
+        " 'finished', 1.0)"
+    )
+    conn.commit()
+    conn.close()
+    store = Store(tmp_path)
+    (info,) = store.list_runs()
+    assert info.name == "old" and info.job_id is None
+    store.close()

@@ -19,16 +19,16 @@ import pytest
 import yaml
 
 from vlsim.cli import main as cli_main
-from vlsim.jobs import worker_alive
+from vlsim.cli_sweep import format_report
+from vlsim.liveness import process_alive
 from vlsim.store import Store
-from vlsim.sweep import (
+from vlsim.sweeps import (
     SweepError,
     SweepOutcome,
     build_report,
     conditions,
     config_key,
     expand,
-    format_report,
     get_sweep,
     load_spec,
     parse_spec,
@@ -36,6 +36,7 @@ from vlsim.sweep import (
     slope_sentences,
     stored_runs,
 )
+from vlsim.sweeps.execute import MAX_BATCH, batch_size, pack
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -161,7 +162,8 @@ def test_spec_name_defaults_to_the_file_name(tmp_path) -> None:
 # ----------------------------------------------------------------------------- Length Lab sweeps
 
 
-def test_lab_sweep_runs_in_the_pool_and_reports(tmp_path) -> None:
+@pytest.mark.slow
+def test_lab_sweep_runs_as_jobs_and_reports(tmp_path) -> None:
     spec = parse_spec(
         {"name": "lab", "kind": "lab", "base": {"n_batches": 200, "token_noise": 1.0,
                                                  "lengths": {"kind": "uniform", "low": 10, "high": 400}},
@@ -171,6 +173,7 @@ def test_lab_sweep_runs_in_the_pool_and_reports(tmp_path) -> None:
     events = []
     outcome = run_sweep(spec, store, workers=1, on_event=lambda *e: events.append(e[0]))
     assert outcome.count("finished") == 6 and events.count("end") == 6
+    assert len({r.job_id for r in store.list_runs()} - {None}) == 1  # one worker: one job of 6
     assert get_sweep(store, "lab").status == "done"
     report = build_report(store, spec)
     (verdict,) = report.verdicts
@@ -243,7 +246,7 @@ def local_sweep(tmp_path_factory) -> LocalSweep:
         proc.wait()
     deadline = time.monotonic() + 30  # the pool's processes die a moment after the driver
     while time.monotonic() < deadline and any(
-        worker_alive(r.pid) for r in store.list_runs(status="running")
+        process_alive(r.pid) for r in store.list_runs(status="running")
     ):
         time.sleep(0.1)
     finished_before = {r.id for r in store.list_runs(status="finished")}
@@ -251,6 +254,7 @@ def local_sweep(tmp_path_factory) -> LocalSweep:
     return LocalSweep(data_dir, spec_file, finished_before, outcome)
 
 
+@pytest.mark.slow
 def test_crash_mid_sweep_keeps_finished_runs_and_resume_skips_them(local_sweep) -> None:
     data_dir, spec_file = local_sweep.data_dir, local_sweep.spec_file
     finished_before, outcome = local_sweep.finished_before, local_sweep.outcome
@@ -277,7 +281,7 @@ def kill_one_ray_task(killed: list[int], timeout: float = 60.0) -> None:
                 cmdline = (proc / "cmdline").read_bytes()
             except OSError:
                 continue
-            if cmdline.startswith(b"ray::run_in_memory"):
+            if cmdline.startswith(b"ray::run_batch_in_memory"):
                 time.sleep(1.0)  # into the run: its warm start is under way
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(int(proc.name), signal.SIGKILL)
@@ -286,6 +290,8 @@ def kill_one_ray_task(killed: list[int], timeout: float = 60.0) -> None:
         time.sleep(0.1)
 
 
+@pytest.mark.slow
+@pytest.mark.ray
 def test_ray_executor_retries_a_lost_worker_and_gives_the_same_records(
     local_sweep, tmp_path
 ) -> None:
@@ -320,6 +326,7 @@ def test_ray_executor_retries_a_lost_worker_and_gives_the_same_records(
     assert store.samples(some.id) and some.status == "finished"
 
 
+@pytest.mark.slow
 def test_report_command_prints_table_verdicts_and_json(local_sweep, capsys) -> None:
     data_dir, spec_file = local_sweep.data_dir, local_sweep.spec_file
     assert cli_main(["sweep", "report", "tiny", "--data-dir", str(data_dir)]) == 0
@@ -375,15 +382,16 @@ def test_report_of_hand_made_runs_pairs_only_shared_data(tmp_path) -> None:
     assert list(bands["length=fixed(length=4)"]["step"]) == [-1, 1, 3]
 
 
-def test_next_run_avoids_waiting_on_a_shared_warm_start() -> None:
-    from vlsim.sweep import _next_index
-
+def test_runs_are_packed_by_warm_start_into_one_batch_per_worker() -> None:
     plan = expand(parse_spec(tiny_spec()))  # (dapo, 0), (vl_norm, 0), (dapo, 1), (vl_norm, 1)
-    queue = [(p, None) for p in plan[1:]]
-    # (dapo, 0) trains seed 0's warm start: start seed 1 rather than wait for it
-    assert _next_index(queue, [(plan[0], 1)]) == 1
-    assert _next_index(queue, []) == 0  # plan order when nothing runs
-    assert _next_index(queue[:1], [(plan[0], 1)]) == 0  # nothing else left: wait
+    configs = {k: p.config for k, p in enumerate(plan)}
+    assert batch_size(4, 2) == 2 and batch_size(4, 1) == 4 and batch_size(100, 2) == MAX_BATCH
+    assert pack("train", configs, workers=2) == [[0, 1], [2, 3]]  # one seed (warm start) each
+    assert pack("train", configs, workers=1) == [[0, 1, 2, 3]]
+    assert pack("train", configs, workers=4) == [[0], [1], [2], [3]]
+    other = {**configs, 4: {**plan[0].config, "model_size": "small"}}
+    assert [4] in pack("train", other, workers=1)  # another model shape: its own batch
+    assert pack("lab", {1: {}, 2: {}, 3: {}}, workers=2) == [[1, 2], [3]]
 
 
 def test_slope_sentences_one_per_condition():

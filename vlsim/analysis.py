@@ -22,6 +22,26 @@ PROBE_STATS = ("scale", "variance", "cv", "cosine", "relative_variance", "direct
 
 # ---------------------------------------------------------------- smoothing
 
+METRIC_LABELS = {
+    "eval/mean_at_k": "held-out accuracy (sampled mean@k)",
+    "eval/accuracy_greedy": "held-out accuracy (greedy)",
+    "charts/reward_mean": "training reward",
+    "charts/accuracy": "training accuracy",
+    "charts/response_length_mean": "mean answer length (tokens)",
+    "charts/truncation_rate": "share of answers cut at M",
+    "charts/entropy": "token entropy",
+    "grad/norm": "gradient norm (before clipping)",
+    "losses/policy": "policy loss",
+    "charts/aggregate_scale": "aggregate scale M·Σx",
+}
+"""How the UI and verdicts name the metrics a run records."""
+
+
+def metric_label(key: str) -> str:
+    """A metric's readable name (the key itself when it has none)."""
+    return METRIC_LABELS.get(key, key)
+
+
 
 def smooth(series: Sequence[float] | pd.Series | np.ndarray, weight: float) -> pd.Series:
     """Exponential moving average with TensorBoard's debiasing.

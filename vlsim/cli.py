@@ -10,126 +10,14 @@ import argparse
 import json
 import sys
 import textwrap
-import types
-import typing
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ValidationError
 
-from vlsim.config import SWEEP_PARAMS, LabConfig, format_errors, load_config
-from vlsim.lengths import parse_length_spec
-
-
-class CliError(Exception):
-    """A user mistake: printed as one clear line, exit status 2."""
-
-
-# ---------------------------------------------------------------- options from pydantic
-
-
-def _scalar_type(annotation: Any) -> type | None:
-    """The argparse type of a simple pydantic field (None for nested or list fields)."""
-    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(annotation) if a is not type(None)]
-        annotation = args[0] if len(args) == 1 else None
-    if typing.get_origin(annotation) is typing.Literal:
-        return str
-    return annotation if annotation in (int, float, str, bool) else None
-
-
-def add_model_options(
-    parser: argparse.ArgumentParser | argparse._ArgumentGroup,
-    model: type[BaseModel],
-    skip: Sequence[str] = (),
-    prefix: str = "",
-) -> list[str]:
-    """Add one --option per scalar field of a config model; return the dests added.
-
-    With a prefix (e.g. 'task'), options are --task-FIELD and dests 'task.FIELD', which
-    `build_config` turns into nested overrides.
-    """
-    added = []
-    for name, field in model.model_fields.items():
-        kind = _scalar_type(field.annotation)
-        if name in skip or kind is None:
-            continue
-        dest = f"{prefix}.{name}" if prefix else name
-        flag = "--" + dest.replace(".", "-").replace("_", "-")
-        default = field.get_default(call_default_factory=True)
-        help_text = f"{field.description or ''} (default: {default})"
-        choices = None
-        if typing.get_origin(field.annotation) is typing.Literal:
-            choices = list(typing.get_args(field.annotation))
-        if kind is bool:
-            parser.add_argument(
-                flag, dest=dest, action=argparse.BooleanOptionalAction, default=None, help=help_text
-            )
-        else:
-            parser.add_argument(
-                flag, dest=dest, type=kind, default=None, choices=choices, help=help_text
-            )
-        added.append(dest)
-    return added
-
-
-def overrides_from_args(args: argparse.Namespace, dests: list[str]) -> dict[str, Any]:
-    """The options given on the command line as a (nested) dict of config fields."""
-    out: dict[str, Any] = {}
-    for dest in dests:
-        value = getattr(args, dest)
-        if value is None:
-            continue
-        *parents, leaf = dest.split(".")
-        node = out
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = value
-    return out
-
-
-def build_config(
-    model: type[BaseModel], args: argparse.Namespace, fields: list[str], extra: dict | None = None
-) -> Any:
-    """Config from an optional --config file, then the options given on the command line."""
-    base: dict[str, Any] = {}
-    if getattr(args, "config", None):
-        base = load_config(args.config, model).model_dump()
-    overrides = overrides_from_args(args, fields)
-    try:
-        return model.model_validate({**base, **overrides, **(extra or {})})
-    except ValidationError as err:
-        raise CliError(f"invalid settings:\n{format_errors(err)}") from err
-
-
-def parse_lengths(text: str) -> dict:
-    """A length spec from JSON or the short form 'kind:key=value,key=value'."""
-    text = text.strip()
-    if text.startswith("{"):
-        data = json.loads(text)
-    else:
-        kind, _, rest = text.partition(":")
-        data = {"kind": kind.strip()}
-        for item in filter(None, (p.strip() for p in rest.split(","))):
-            key, sep, value = item.partition("=")
-            if not sep:
-                raise CliError(f"length parameter {item!r} must look like key=value")
-            data[key.strip()] = json.loads(value) if value.strip()[:1] in "[{" else _number(value)
-    try:
-        return parse_length_spec(data).model_dump()
-    except ValidationError as err:
-        raise CliError(f"invalid --lengths {text!r}:\n{format_errors(err)}") from err
-
-
-def _number(value: str) -> float | int | str:
-    """'3' -> 3, '0.5' -> 0.5, anything else stays a string."""
-    for convert in (int, float):
-        try:
-            return convert(value)
-        except ValueError:
-            pass
-    return value.strip()
+from vlsim import cli_sweep, cli_train
+from vlsim.cli_common import CliError, add_model_options, build_config, format_table, parse_lengths
+from vlsim.config import SWEEP_PARAMS, LabConfig
 
 
 def parse_sweep(text: str) -> tuple[str, list[float]]:
@@ -152,33 +40,6 @@ def parse_sweep(text: str) -> tuple[str, list[float]]:
     if not values:
         raise CliError("--sweep needs at least one value")
     return param, values
-
-
-# ---------------------------------------------------------------- output
-
-
-def format_table(rows: list[dict], columns: list[tuple[str, str, str]]) -> str:
-    """Plain-text table: columns are (key, header, format spec)."""
-    cells = [[header for _, header, _ in columns]]
-    for row in rows:
-        cells.append([_cell(row[key], fmt) for key, _, fmt in columns])
-    widths = [max(len(r[i]) for r in cells) for i in range(len(columns))]
-    lines = []
-    for n, r in enumerate(cells):
-        padded = (
-            c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))
-        )
-        lines.append("  ".join(padded))
-        if n == 0:
-            lines.append("  ".join("-" * w for w in widths))
-    return "\n".join(lines)
-
-
-def _cell(value: Any, fmt: str) -> str:
-    """One table cell: '-' for a missing value (e.g. efficiency of GRPO), else formatted."""
-    if value is None:
-        return "-"
-    return format(value, fmt) if fmt else str(value)
 
 
 LAB_COLUMNS = [
@@ -294,18 +155,13 @@ def build_parser() -> argparse.ArgumentParser:
     lab.add_argument("--json", action="store_true", help="print JSON instead of a table")
     lab.set_defaults(handler=cmd_lab, _fields=add_model_options(lab, LabConfig, skip=("lengths",)))
 
-    for register in _EXTRA_COMMANDS:
-        register(sub)
+    cli_train.register(sub)
+    cli_sweep.register(sub)
     return parser
-
-
-_EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []
-"""Modules with more commands (training, runs, sweeps) register themselves here."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the process exit status."""
-    _load_extra_commands()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -316,15 +172,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted; everything recorded so far is kept", file=sys.stderr)
         return 130
-
-
-def _load_extra_commands() -> None:
-    """Import the command modules that exist (each adds itself to _EXTRA_COMMANDS once)."""
-    import importlib
-
-    for module in ("vlsim.cli_train", "vlsim.cli_sweep"):
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as err:
-            if err.name != module:
-                raise

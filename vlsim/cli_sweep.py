@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import sys
 import time
 from typing import TYPE_CHECKING
 
-from vlsim.cli import _EXTRA_COMMANDS, CliError, format_table
+from vlsim import stats
+from vlsim.cli_common import CliError, format_table
+from vlsim.stopping import StopFlag
+from vlsim.sweeps.text import probe_rows, slope_sentences, summary_text
 
 if TYPE_CHECKING:
-    from vlsim.sweep import PlannedRun
+    from vlsim.sweeps import PlannedRun, SweepReport
 
 USAGE = """\
 python -m vlsim sweep SPEC [--executor local|ray] [--workers N] [--dry-run]
@@ -27,33 +29,17 @@ def _store(args: argparse.Namespace):
     return Store(args.data_dir)
 
 
-class _StopOnTerm:
-    """SIGTERM (a Stop from the app) asks the sweep to stop gracefully, like a first Ctrl-C."""
-
-    def __init__(self) -> None:
-        self.requested = False
-
-    def __call__(self) -> bool:
-        return self.requested
-
-    def handle(self, signum: int, frame: object) -> None:
-        """First SIGTERM: stop launching and stop the running runs after their step."""
-        if self.requested:
-            raise KeyboardInterrupt(f"signal {signum}")
-        self.requested = True
-
-
 def _run(args: argparse.Namespace, target: str) -> int:
     """Show the expansion, then run what is not finished, with a progress bar over runs."""
     from tqdm import tqdm
 
-    from vlsim.sweep import load_spec, plan_table, run_sweep, stored_runs
+    from vlsim.sweeps import load_spec, plan_table, run_sweep, stored_runs
 
     spec = load_spec(target)
     if args.name:
         spec = spec.model_copy(update={"name": args.name})
     store = _store(args)
-    from vlsim.sweep import expand
+    from vlsim.sweeps import expand
 
     plan = expand(spec)
     stored = stored_runs(store, spec)
@@ -71,8 +57,7 @@ def _run(args: argparse.Namespace, target: str) -> int:
                                   ("status", "status", "")]))  # fmt: skip
     if args.dry_run:
         return 0
-    stopper = _StopOnTerm()
-    signal.signal(signal.SIGTERM, stopper.handle)
+    stopper = StopFlag().install()  # SIGTERM (a Stop from the app) or Ctrl-C: a graceful stop
     bar = tqdm(total=len(plan), desc=spec.name, unit="run", disable=args.quiet or None)
     counts = {"finished": 0, "failed": 0, "stopped": 0}
 
@@ -108,6 +93,8 @@ def _run(args: argparse.Namespace, target: str) -> int:
             file=sys.stderr,
         )
         return 130
+    finally:
+        stopper.restore()
     bar.close()
     print(f"{outcome.summary()} in {time.monotonic() - t0:.1f} s", flush=True)
     if not args.no_report:
@@ -117,8 +104,38 @@ def _run(args: argparse.Namespace, target: str) -> int:
     return 0 if all(s == "finished" for s in outcome.statuses.values()) else 1
 
 
+def format_report(report: SweepReport) -> str:
+    """The report as plain text: the table of conditions, the verdicts, the probe summary."""
+    spec, a = report.spec, report.spec.analysis
+    lines = [f"sweep {spec.name} ({spec.kind}): {spec.question}".rstrip(": ")]
+    done = int((report.plan["status"] == "finished").sum()) if len(report.plan) else 0
+    lines.append(
+        f"{done}/{len(report.plan)} runs finished; {len(report.conditions)} conditions x "
+        f"{len(spec.seeds)} seeds; metric {report.metric}; {100 * a.level:g}% CIs: {stats.METHODS}"
+    )
+    lines.append("")
+    table = summary_text(report)
+    lines.append(format_table(table.to_dict("records"), [(c, c, "") for c in table.columns]))
+    if report.verdicts:
+        lines += ["", "Verdicts:"]
+        lines += [f"- {v.text}" for v in report.verdicts]
+        for v in report.verdicts:
+            lines += [f"  note: {n}" for n in v.notes]
+    if len(report.probes):
+        title = "Length Lab" if spec.kind == "lab" else "Gradient probes"
+        lines += ["", f"{title}: variance and CV per aggregator, mean [CI] across seeds:"]
+        lines.append(format_table(probe_rows(report.probes), [
+            ("condition", "condition", ""), ("aggregator", "aggregator", ""),
+            ("variance", "variance", ""), ("cv", "CV", ""), ("n", "seeds", ""),
+        ]))  # fmt: skip
+        lines += slope_sentences(report.probes)
+    for note in report.notes:
+        lines.append(f"note: {note}")
+    return "\n".join(lines)
+
+
 def _print_report(store, spec, as_json: bool) -> None:
-    from vlsim.sweep import build_report, format_report
+    from vlsim.sweeps import build_report
 
     report = build_report(store, spec)
     if as_json:
@@ -130,7 +147,7 @@ def _print_report(store, spec, as_json: bool) -> None:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     """Dispatch `sweep SPEC`, `sweep report SPEC_OR_NAME` and `sweep list`."""
-    from vlsim.sweep import SweepError
+    from vlsim.sweeps import SweepError
 
     words = list(args.target)
     try:
@@ -139,7 +156,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         if words[0] == "report":
             if len(words) != 2:
                 raise CliError(f"sweep report takes one spec file or sweep name\nusage:\n{USAGE}")
-            from vlsim.sweep import resolve
+            from vlsim.sweeps import resolve
 
             store = _store(args)
             _print_report(store, resolve(store, words[1]), as_json=args.json)
@@ -152,7 +169,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
-    from vlsim.sweep import expand, list_sweeps, stored_runs
+    from vlsim.sweeps import expand, list_sweeps, stored_runs
 
     store = _store(args)
     rows = []
@@ -198,10 +215,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--executor", choices=["local", "ray"], default="local",
-        help="local: a process pool here; ray: a Ray cluster (--ray-address, $RAY_ADDRESS, or a local Ray)",
+        help="local: worker processes here, one job each; ray: one Ray task per job (--ray-address, $RAY_ADDRESS, or a local Ray)",
     )  # fmt: skip
     p.add_argument(
-        "--workers", type=int, default=None, help="parallel runs (default: one per core)"
+        "--workers",
+        type=int,
+        default=None,
+        help="parallel jobs (default: one per core); the runs are packed into jobs of at most 8, "
+        "one per worker where possible (see vlsim.sweeps.execute)",
     )
     p.add_argument(
         "--threads", type=int, default=None, help="torch threads per run (default: cores / workers)"
@@ -222,6 +243,3 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quiet", action="store_true", help="no expansion table and no progress bar")
     p.add_argument("--json", action="store_true", help="report, list: print JSON")
     p.set_defaults(handler=cmd_sweep)
-
-
-_EXTRA_COMMANDS.append(register)

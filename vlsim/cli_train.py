@@ -3,23 +3,33 @@
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
-import os
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from vlsim.cli import (
-    _EXTRA_COMMANDS,
+from pydantic import ValidationError
+
+from vlsim.cli_common import (
     CliError,
     add_model_options,
     format_table,
     overrides_from_args,
     parse_lengths,
 )
-from vlsim.config import PRESETS, ProbeConfig, TrainConfig, load_config, preset_config
+from vlsim.config import (
+    PRESETS,
+    ProbeConfig,
+    TrainConfig,
+    format_errors,
+    load_config,
+    preset_config,
+)
 from vlsim.countdown import TaskConfig, TraceConfig
+from vlsim.liveness import checked_run, checked_runs, status_text
+from vlsim.stopping import StopFlag
 
 
 def _store(args: argparse.Namespace):
@@ -29,15 +39,42 @@ def _store(args: argparse.Namespace):
     return Store(args.data_dir)
 
 
-def _train_config(args: argparse.Namespace) -> TrainConfig:
-    """Preset, then --config file, then command-line options."""
+def _train_configs(args: argparse.Namespace) -> list[TrainConfig]:
+    """Preset, then --config file, then command-line options; one config per combination.
+
+    Options given several comma-separated values (`--aggregator grpo,vl_norm --seed 0,1`)
+    make one run per combination, in the order the options are declared.
+    """
     data: dict[str, Any] = {}
     if args.config:
         data = load_config(args.config, TrainConfig).model_dump(exclude_unset=True)
-    data = _deep_merge(data, overrides_from_args(args, args._fields))
+    choices: list[list[tuple[str, str]]] = []
+    for dest in args._lists:
+        value = getattr(args, dest)
+        if value is not None:
+            values = [v.strip() for v in value.split(",") if v.strip()]
+            if not values:
+                raise CliError(f"--{dest.replace('.', '-').replace('_', '-')} needs a value")
+            choices.append([(dest, v) for v in dict.fromkeys(values)])
+    plain = [d for d in args._fields if d not in args._lists]
+    base = _deep_merge(data, overrides_from_args(args, plain))
     if args.trace_lengths:
-        data.setdefault("trace", {})["length"] = parse_lengths(args.trace_lengths)
-    return preset_config(args.preset, **data)
+        base.setdefault("trace", {})["length"] = parse_lengths(args.trace_lengths)
+    cfgs = []
+    for combo in itertools.product(*choices):
+        merged = base
+        for dest, value in combo:
+            merged = _deep_merge(
+                merged, overrides_from_args(argparse.Namespace(**{dest: value}), [dest])
+            )
+        try:
+            cfgs.append(preset_config(args.preset, **merged))
+        except ValueError as err:
+            shown = ", ".join(f"{d}={v}" for d, v in combo)
+            where = f" (in the run {shown})" if any(len(c) > 1 for c in choices) else ""
+            text = format_errors(err) if isinstance(err, ValidationError) else str(err)
+            raise CliError(f"{text}{where}") from err
+    return cfgs
 
 
 def _deep_merge(base: dict, update: dict) -> dict:
@@ -92,31 +129,52 @@ class _Progress:
         self.bar.close()
 
 
-def _run(store, run_id: int, quiet: bool) -> int:
-    """Execute a stored run in the foreground with a progress bar; Ctrl-C stops it cleanly."""
-    from vlsim.runner import execute_run
+def _run(store, run_ids: list[int], job_id: int, quiet: bool) -> int:
+    """Execute a job's runs in the foreground with a progress bar.
 
-    info = store.get_run(run_id)
-    done = store.last_step(run_id)
-    progress = _Progress(
-        info.total_steps or 0, max(done + 1, 0) if done is not None else 0, info.name, quiet
-    )
+    SIGTERM stops it as Ctrl-C does: after the current step every run ends 'stopped' (its
+    metrics kept, resumable); a second signal stops at once.
+    """
+    from vlsim.jobs import execute_job
+
+    store.queue_job(job_id, run_ids, status="running")  # executed here, now
+    infos = [store.get_run(i) for i in run_ids]
+    total = sum(i.total_steps or 0 for i in infos)
+    done = sum(max((store.last_step(i.id) or -1) + 1, 0) for i in infos)
+    name = infos[0].name if len(infos) == 1 else f"{len(infos)} runs"
+    progress = _Progress(total, done, name, quiet)
+    flag = StopFlag().install()
+
+    def on_warmstart(step: int, total: int, loss: float) -> None:
+        if flag():  # a stop during the warm start: leave at once
+            raise KeyboardInterrupt("stop requested during the warm start")
+        progress.warmstart(step, total, loss)
+
     try:
-        status = execute_run(store, run_id, on_step=progress.step, on_warmstart=progress.warmstart)
+        statuses = execute_job(
+            store, run_ids, should_stop=flag,
+            on_step=lambda run_id, step, record: progress.step(step, record),
+            on_warmstart=on_warmstart,
+        )  # fmt: skip
     except KeyboardInterrupt:
+        statuses = {i: "stopped" for i in run_ids}
+    finally:
         progress.close()
+        flag.restore()
+    ids = " ".join(map(str, run_ids))
+    if "stopped" in statuses.values():
         print(
-            f"\nrun {run_id} stopped; its metrics are kept. Continue with: python -m vlsim runs resume {run_id}",
+            f"\nrun(s) {ids} stopped; their metrics are kept. Continue with: "
+            f"python -m vlsim runs resume {run_ids[0]}",
             file=sys.stderr,
         )
         return 130
-    except Exception as err:
-        progress.close()
-        print(f"run {run_id} failed: {type(err).__name__}: {err}", file=sys.stderr)
-        return 1
-    progress.close()
-    _print_summary(store, run_id)
-    return 0 if status == "finished" else 1
+    for run_id in run_ids:
+        _print_summary(store, run_id)
+    failed = [i for i, s in statuses.items() if s == "failed"]
+    for run_id in failed:
+        print(f"run {run_id} failed: {store.get_run(run_id).error}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def _print_summary(store, run_id: int) -> None:
@@ -143,22 +201,24 @@ def _print_summary(store, run_id: int) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    """Create a run from the options and train it in the foreground."""
+    """Create one job of runs from the options (one per combination) and train it here."""
     from vlsim.runner import create_training_run
 
-    cfg = _train_config(args)
+    cfgs = _train_configs(args)
     store = _store(args)
-    run_id = create_training_run(store, cfg)
+    job_id = store.create_job("cli")
+    ids = [create_training_run(store, cfg, job_id=job_id, status="new") for cfg in cfgs]
     if not args.quiet:
-        print(f"run {run_id}: {cfg.run_name()} (data in {store.data_dir})", file=sys.stderr)
-    return _run(store, run_id, args.quiet)
+        for run_id, cfg in zip(ids, cfgs, strict=True):
+            print(f"run {run_id}: {cfg.run_name()} (data in {store.data_dir})", file=sys.stderr)
+    return _run(store, ids, job_id, args.quiet)
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
     """List, show, export, delete or resume stored runs."""
     store = _store(args)
     if args.action == "list":
-        runs = store.list_runs(kind=args.kind, status=args.status)
+        runs = checked_runs(store, kind=args.kind, status=args.status)  # dead runs: 'stopped'
         rows = []
         for r in runs:
             last = store.last_step(r.id)
@@ -166,7 +226,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
                 {
                     "id": r.id,
                     "name": r.name,
-                    "status": r.status,
+                    "status": status_text(r)[:90],
                     "steps": f"{(last + 1) if last is not None and last >= 0 else 0}/{r.total_steps or '?'}",
                     "created": time.strftime("%Y-%m-%d %H:%M", time.localtime(r.created)),
                 }
@@ -192,16 +252,16 @@ def cmd_runs(args: argparse.Namespace) -> int:
     if args.run_id is None:
         raise CliError(f"runs {args.action} needs a run id (see: python -m vlsim runs list)")
     try:
-        info = store.get_run(args.run_id)
+        info = checked_run(store, args.run_id)
     except KeyError as err:
         raise CliError(f"no run with id {args.run_id} in {store.data_dir}") from err
     if args.action == "show":
         if args.json:
             print(info.model_dump_json(indent=2))
         else:
-            print(f"run {info.id}: {info.name} [{info.status}]")
+            print(f"run {info.id}: {info.name} [{status_text(info)}]")
             if info.error:
-                print(f"error: {info.error}")
+                print(f"{'reason' if info.status == 'stopped' else 'error'}: {info.error}")
             _print_summary(store, info.id)
         return 0
     if args.action == "export":
@@ -219,11 +279,17 @@ def cmd_runs(args: argparse.Namespace) -> int:
     if args.action == "resume":
         if info.status == "finished":
             raise CliError(f"run {info.id} has already finished")
-        from vlsim.runner import pid_alive
-
-        if info.status == "running" and info.pid != os.getpid() and pid_alive(info.pid):
+        if info.status == "running":
             raise CliError(f"run {info.id} is running (pid {info.pid}); stop it first")
-        return _run(store, info.id, args.quiet)
+        mates = store.job_runs(info.job_id) if info.job_id is not None else [info]
+        if any(m.status == "running" for m in mates):  # part of its job runs elsewhere
+            mates, job_id = [info], store.create_job("cli")
+        else:
+            job_id = info.job_id if info.job_id is not None else store.create_job("cli")
+        ids = [m.id for m in mates if m.status != "finished"]
+        if len(ids) > 1 and not args.quiet:
+            print(f"resuming every unfinished run of its job: {ids}", file=sys.stderr)
+        return _run(store, ids, job_id, args.quiet)
     raise CliError(f"unknown action {args.action}")
 
 
@@ -236,7 +302,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "train",
         help="train a tiny policy with GRPO-style RL on CountDown, recording every metric",
         description="Warm start (cached), then RL with one aggregator. Options override the "
-        "preset and a --config file. Ctrl-C stops cleanly; `runs resume ID` continues.",
+        "preset and a --config file; comma-separated values (--aggregator grpo,vl_norm --seed "
+        "0,1) train one run per combination, as one job. Ctrl-C or SIGTERM stops cleanly after "
+        "the step; `runs resume ID` continues.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     train.add_argument("--preset", default="default", choices=list(PRESETS), help="starting point")
@@ -247,11 +315,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--trace-lengths",
         help="trace length distribution of the warm-start data, e.g. 'lognormal:median=16,sigma=0.6'",
     )
-    fields = add_model_options(train, TrainConfig, skip=("preset",))
-    fields += add_model_options(train.add_argument_group("task"), TaskConfig, prefix="task")
-    fields += add_model_options(train.add_argument_group("traces"), TraceConfig, prefix="trace")
-    fields += add_model_options(train.add_argument_group("probes"), ProbeConfig, prefix="probe")
-    train.set_defaults(handler=cmd_train, _fields=fields)
+    lists: set[str] = set()
+    fields = add_model_options(train, TrainConfig, skip=("preset",), lists=lists)
+    for prefix, model, title in (
+        ("task", TaskConfig, "task"), ("trace", TraceConfig, "traces"), ("probe", ProbeConfig, "probes"),
+    ):  # fmt: skip
+        fields += add_model_options(
+            train.add_argument_group(title), model, prefix=prefix, lists=lists
+        )
+    train.set_defaults(handler=cmd_train, _fields=fields, _lists=sorted(lists))
 
     runs = sub.add_parser("runs", help="list, show, export, delete or resume stored runs")
     runs.add_argument("action", choices=["list", "show", "export", "delete", "resume"])
@@ -264,6 +336,3 @@ def register(sub: argparse._SubParsersAction) -> None:
     runs.add_argument("--json", action="store_true", help="list/show: print JSON")
     runs.add_argument("--quiet", action="store_true", help="resume: no progress bar")
     runs.set_defaults(handler=cmd_runs)
-
-
-_EXTRA_COMMANDS.append(register)

@@ -1,19 +1,20 @@
-"""Run a stored training config end to end: status, metrics, checkpoints and resume in the store.
+"""Run one stored config end to end: status, metrics, checkpoints and resume in the store.
 
-The CLI and the app's background jobs both call `execute_run`, so a run behaves the same
-wherever it was started: every record is committed as it is produced, a stop request or a
-Ctrl-C leaves the run 'stopped' (resumable), and a crash leaves it 'failed' with its error.
+Every job executor (`vlsim.jobs.execute_job`, through `vlsim.batch_runner`) ends here, so a run
+behaves the same wherever it was started: every record is committed as it is produced, a stop
+request or a Ctrl-C leaves the run 'stopped' (resumable), and a crash leaves it 'failed' with
+its error. Length Lab runs (`execute_lab`) are one evaluation, recorded as step 0.
 """
 
 from __future__ import annotations
 
 import os
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from vlsim.config import TrainConfig
+from vlsim.config import LabConfig, TrainConfig
 from vlsim.store import Store
 from vlsim.train import Trainer, run_training
 
@@ -36,8 +37,14 @@ class StoreSink:
         self.store.log_samples(self.run_id, step, samples)
 
 
-def create_training_run(store: Store, cfg: TrainConfig, group_name: str | None = None) -> int:
-    """Record a queued training run; returns its id."""
+def create_training_run(
+    store: Store,
+    cfg: TrainConfig,
+    group_name: str | None = None,
+    job_id: int | None = None,
+    status: str = "queued",
+) -> int:
+    """Record a training run ('queued' of job job_id, or 'new': not yet queued); returns its id."""
     return store.create_run(
         name=cfg.run_name(),
         kind="train",
@@ -45,6 +52,8 @@ def create_training_run(store: Store, cfg: TrainConfig, group_name: str | None =
         seed=cfg.seed,
         group_name=group_name,
         total_steps=cfg.steps,
+        job_id=job_id,
+        status=status,
     )
 
 
@@ -56,19 +65,6 @@ def checkpoint_path(store: Store, run_id: int) -> Path:
 def warmstart_cache_dir(store: Store) -> Path:
     """Warm-start weights are shared by every run of the store (keyed by their config)."""
     return store.data_dir / "warmstart"
-
-
-def pid_alive(pid: int | None) -> bool:
-    """True if a process with this id exists on this machine (a run's worker, say)."""
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def execute_run(
@@ -102,3 +98,41 @@ def execute_run(
     status = "finished" if done >= cfg.steps else "stopped"
     store.set_status(run_id, status)
     return status
+
+
+def lab_records(config: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Run the Length Lab once: (metrics record, probe-style record) for the store."""
+    from vlsim.montecarlo import run_lab
+
+    result = run_lab(LabConfig.model_validate(dict(config)))
+    metrics: dict[str, Any] = {
+        "lab/mean_length": result.mean_length,
+        "lab/std_length": result.std_length,
+        "lab/mean_accuracy": result.mean_accuracy,
+        "lab/grad_norm": result.grad_norm,
+    }
+    aggs = {}
+    for r in result.results:
+        row = {
+            k: getattr(r, k)
+            for k in ("scale", "variance", "cv", "efficiency", "cosine", "direction_bias")
+        }
+        aggs[r.name] = row
+        metrics.update({f"lab/{r.name}/{k}": v for k, v in row.items()})
+    return metrics, {"aggregators": aggs}
+
+
+def execute_lab(store: Store, run_id: int) -> str:
+    """A stored Length Lab run: evaluate and record it; returns its final status."""
+    info = store.get_run(run_id)
+    store.set_status(run_id, "running")
+    store.heartbeat(run_id, pid=os.getpid())
+    try:
+        metrics, probe = lab_records(info.config)
+    except Exception as err:  # noqa: BLE001 - the run fails with its error; the job goes on
+        store.set_status(run_id, "failed", error=f"{type(err).__name__}: {err}")
+        return "failed"
+    store.log_metrics(run_id, 0, metrics)
+    store.log_probe(run_id, 0, probe)
+    store.set_status(run_id, "finished")
+    return "finished"

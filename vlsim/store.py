@@ -10,22 +10,23 @@ its own connections (a forked child reconnects), so several processes may share 
 from __future__ import annotations
 
 import io
-import json
-import math
 import os
 import shutil
 import sqlite3
 import threading
 import time
+from collections.abc import Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
 import pandas as pd
 from pydantic import BaseModel, Field
 
-STATUSES = ("queued", "running", "finished", "failed", "stopped")
+from vlsim.record_json import dumps, loads
+
+STATUSES = ("new", "queued", "running", "finished", "failed", "stopped")
+"""'new': recorded, not yet queued (a job's runs join the queue together)."""
 DB_NAME = "vlsim.db"
 BUSY_TIMEOUT_S = 30.0
 
@@ -44,9 +45,15 @@ CREATE TABLE IF NOT EXISTS runs (
     heartbeat REAL,
     pid INTEGER,
     group_name TEXT,
-    total_steps INTEGER
+    total_steps INTEGER,
+    job_id INTEGER
 );
 CREATE INDEX IF NOT EXISTS runs_group ON runs(group_name);
+CREATE TABLE IF NOT EXISTS jobs (
+    id INTEGER PRIMARY KEY,
+    label TEXT NOT NULL,
+    created REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS metrics (
     run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
     step INTEGER NOT NULL,
@@ -66,61 +73,22 @@ CREATE TABLE IF NOT EXISTS samples (
     data TEXT NOT NULL,
     PRIMARY KEY (run_id, step)
 );
+CREATE TABLE IF NOT EXISTS sweeps (
+    name TEXT PRIMARY KEY,
+    spec TEXT NOT NULL,
+    created REAL NOT NULL,
+    updated REAL NOT NULL,
+    status TEXT NOT NULL,
+    pid INTEGER,
+    executor TEXT,
+    message TEXT
+);
 """
-
-# Non-finite floats are not valid JSON; they are stored as these strings and decoded back.
-_NONFINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 
 
 def default_data_dir() -> Path:
     """Where runs live: $VLSIM_DATA_DIR if set, else ./vlsim-data."""
     return Path(os.environ.get("VLSIM_DATA_DIR") or "vlsim-data")
-
-
-def _jsonable(obj: Any) -> Any:
-    """Plain Python version of obj: numpy/torch values become numbers or lists, NaN/inf strings."""
-    if isinstance(obj, (float, np.floating)):
-        x = float(obj)
-        if math.isfinite(x):
-            return x
-        return "NaN" if math.isnan(x) else ("Infinity" if x > 0 else "-Infinity")
-    if obj is None or isinstance(obj, (bool, int, str)):
-        return obj
-    if isinstance(obj, (np.integer, np.bool_)):
-        return obj.item()
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray) or hasattr(obj, "tolist"):  # numpy arrays, torch tensors
-        return _jsonable(obj.tolist())
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(
-        f"cannot store a value of type {type(obj).__name__} ({obj!r:.60}); "
-        "records may hold numbers, strings, bools, None, lists, dicts and numpy arrays"
-    )
-
-
-def _decode(obj: Any) -> Any:
-    """Inverse of _jsonable for non-finite floats."""
-    if isinstance(obj, str):
-        return _NONFINITE.get(obj, obj)
-    if isinstance(obj, dict):
-        return {k: _decode(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_decode(v) for v in obj]
-    return obj
-
-
-def dumps(obj: Any) -> str:
-    """Encode obj as strict JSON (floats round-trip exactly; NaN/inf become strings)."""
-    return json.dumps(_jsonable(obj), allow_nan=False, separators=(",", ":"))
-
-
-def loads(text: str) -> Any:
-    """Decode JSON written by dumps, turning 'NaN'/'Infinity'/'-Infinity' back into floats."""
-    return _decode(json.loads(text))
 
 
 class RunInfo(BaseModel):
@@ -140,6 +108,9 @@ class RunInfo(BaseModel):
     pid: int | None = Field(default=None, description="Process id of the worker, if known.")
     group_name: str | None = Field(default=None, description="Ties runs started together.")
     total_steps: int | None = Field(default=None, description="Planned number of steps.")
+    job_id: int | None = Field(
+        default=None, description="The job (a batch of runs executed together) it belongs to."
+    )
 
 
 class Store:
@@ -153,6 +124,9 @@ class Store:
         self._all: list[tuple[int, sqlite3.Connection]] = []  # (pid that opened it, connection)
         self._all_lock = threading.Lock()
         with self._transaction() as conn:  # BEGIN IMMEDIATE serialises concurrent creators
+            columns = {r["name"] for r in conn.execute("PRAGMA table_info(runs)").fetchall()}
+            if columns and "job_id" not in columns:  # a store written before jobs existed
+                conn.execute("ALTER TABLE runs ADD COLUMN job_id INTEGER")
             for statement in SCHEMA.split(";"):
                 if statement.strip():
                     conn.execute(statement)
@@ -215,15 +189,17 @@ class Store:
         group_name: str | None = None,
         total_steps: int | None = None,
         status: str = "queued",
+        job_id: int | None = None,
     ) -> int:
-        """Insert a new run and return its id."""
+        """Insert a new run (of job job_id, if given) and return its id."""
         _check_status(status)
         now = time.time()
         started = now if status == "running" else None
         with self._transaction() as conn:
             cur = conn.execute(
                 "INSERT INTO runs (name, kind, config_json, status, seed, created, started,"
-                " heartbeat, group_name, total_steps) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " heartbeat, group_name, total_steps, job_id)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     name,
                     kind,
@@ -235,9 +211,137 @@ class Store:
                     started,
                     group_name,
                     total_steps,
+                    job_id,
                 ),
             )
             return int(cur.lastrowid)
+
+    def transition(
+        self, run_id: int, old: Sequence[str], new: str, error: str | None = None
+    ) -> bool:
+        """Set status `new` only if the run's status is one of `old` (atomic); True if it did."""
+        _check_status(new)
+        old = tuple(old)
+        marks = ",".join("?" * len(old))
+        finished = None if new in ("queued", "running") else time.time()
+        with self._transaction() as conn:
+            cur = conn.execute(
+                f"UPDATE runs SET status = ?, error = ?, finished = ? WHERE id = ?"
+                f" AND status IN ({marks})",
+                (new, error, finished, run_id, *old),
+            )
+            return cur.rowcount == 1
+
+    # -- jobs: a job is a batch of runs executed together --------------------------------
+
+    def create_job(self, label: str = "") -> int:
+        """A new, empty job; returns its id (runs join it through create_run or queue_job)."""
+        with self._transaction() as conn:
+            cur = conn.execute(
+                "INSERT INTO jobs (label, created) VALUES (?, ?)", (label, time.time())
+            )
+            return int(cur.lastrowid)
+
+    def queue_job(self, job_id: int, run_ids: Sequence[int], status: str = "queued") -> list[int]:
+        """Put these runs (none running or finished) in job job_id, all in one transaction.
+
+        status 'queued' offers the job to every executor; 'running' hands it to the caller,
+        which executes it at once (a Ray driver). Returns the ids of the runs moved.
+        """
+        if status not in ("queued", "running"):
+            raise ValueError(f"a job's runs are queued or running, not {status!r}")
+        moved = []
+        now = time.time()
+        with self._transaction() as conn:
+            for run_id in run_ids:
+                cur = conn.execute(
+                    "UPDATE runs SET job_id = ?, status = ?, error = NULL, finished = NULL,"
+                    " pid = NULL, heartbeat = ?, started = CASE WHEN ? = 'running'"
+                    " THEN COALESCE(started, ?) ELSE started END"
+                    " WHERE id = ? AND status NOT IN ('running', 'finished')",
+                    (job_id, status, now, status, now, run_id),
+                )
+                if cur.rowcount == 1:
+                    moved.append(run_id)
+        return moved
+
+    def job_label(self, job_id: int) -> str | None:
+        """The label a job was created with, or None if there is no such job."""
+        row = self._conn().execute("SELECT label FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return None if row is None else row[0]
+
+    def job_runs(self, job_id: int) -> list[RunInfo]:
+        """The runs of a job, in the order they were created."""
+        rows = (
+            self._conn()
+            .execute("SELECT * FROM runs WHERE job_id = ? ORDER BY id", (job_id,))
+            .fetchall()
+        )
+        return [_run_info(row) for row in rows]
+
+    def running_jobs(self) -> int:
+        """How many jobs run now (a running run outside any job counts as a job of its own)."""
+        row = (
+            self._conn()
+            .execute(
+                "SELECT COUNT(DISTINCT COALESCE(job_id, -id)) FROM runs WHERE status = 'running'"
+            )
+            .fetchone()
+        )
+        return int(row[0])
+
+    def claim_next_job(
+        self, max_running: int, job_ids: Sequence[int] | None = None
+    ) -> tuple[int, list[int]] | None:
+        """Atomically start the oldest queued job if fewer than max_running jobs run.
+
+        One IMMEDIATE transaction counts the running jobs (whoever started them) and moves every
+        queued run of the oldest queued job (of job_ids, if given) to 'running' with pid NULL and
+        a fresh heartbeat, so concurrent claimers can neither start a run twice nor exceed the
+        limit together. Returns (job id, run ids), or None. A queued run outside any job becomes a
+        job of its own.
+        """
+        now = time.time()
+        with self._transaction() as conn:
+            running = conn.execute(
+                "SELECT COUNT(DISTINCT COALESCE(job_id, -id)) FROM runs WHERE status = 'running'"
+            ).fetchone()[0]
+            if running >= max_running:
+                return None
+            sql = "SELECT id, job_id FROM runs WHERE status = 'queued'"
+            args: list[Any] = []
+            if job_ids is not None:
+                if not job_ids:
+                    return None
+                sql += f" AND job_id IN ({','.join('?' * len(job_ids))})"
+                args += [int(j) for j in job_ids]
+            row = conn.execute(sql + " ORDER BY created, id LIMIT 1", args).fetchone()
+            if row is None:
+                return None
+            job_id = row["job_id"]
+            if job_id is None:  # queued before it had a job: it becomes a job of its own
+                job_id = int(
+                    conn.execute(
+                        "INSERT INTO jobs (label, created) VALUES ('', ?)", (now,)
+                    ).lastrowid
+                )
+                conn.execute("UPDATE runs SET job_id = ? WHERE id = ?", (job_id, row["id"]))
+                ids = [int(row["id"])]
+            else:
+                ids = [
+                    int(r[0])
+                    for r in conn.execute(
+                        "SELECT id FROM runs WHERE job_id = ? AND status = 'queued' ORDER BY id",
+                        (job_id,),
+                    ).fetchall()
+                ]
+            marks = ",".join("?" * len(ids))
+            conn.execute(
+                "UPDATE runs SET status = 'running', pid = NULL, heartbeat = ?, error = NULL,"
+                f" finished = NULL, started = COALESCE(started, ?) WHERE id IN ({marks})",
+                (now, now, *ids),
+            )
+            return job_id, ids
 
     def set_status(self, run_id: int, status: str, error: str | None = None) -> None:
         """Change a run's status; 'running' stamps started (once), end states stamp finished."""
@@ -258,6 +362,16 @@ class Store:
         with self._transaction() as conn:
             if conn.execute(sql, args).rowcount == 0:
                 raise _missing(run_id)
+
+    def heartbeat_many(self, run_ids: Sequence[int], pid: int | None = None) -> None:
+        """Record that the process running these runs is alive (one transaction)."""
+        now = time.time()
+        with self._transaction() as conn:
+            for run_id in run_ids:
+                conn.execute(
+                    "UPDATE runs SET heartbeat = ?, pid = COALESCE(?, pid) WHERE id = ?",
+                    (now, pid, run_id),
+                )
 
     def heartbeat(self, run_id: int, pid: int | None = None) -> None:
         """Record that the worker is alive (and its process id, if given)."""
@@ -319,6 +433,44 @@ class Store:
         path = self.data_dir / "checkpoints" / str(int(run_id))
         path.mkdir(parents=True, exist_ok=True)
         return path
+
+    # -- sweeps --------------------------------------------------------------------------
+
+    def save_sweep(self, name: str, spec_json: str) -> None:
+        """Record (or update) a sweep's spec (JSON text); a new sweep starts with status 'new'."""
+        now = time.time()
+        with self._transaction() as conn:
+            conn.execute(
+                "INSERT INTO sweeps (name, spec, created, updated, status) VALUES (?, ?, ?, ?, 'new')"
+                " ON CONFLICT(name) DO UPDATE SET spec = excluded.spec, updated = excluded.updated",
+                (name, spec_json, now, now),
+            )
+
+    def set_sweep_state(
+        self,
+        name: str,
+        status: str,
+        pid: int | None = None,
+        executor: str | None = None,
+        message: str | None = None,
+    ) -> None:
+        """Record what a sweep's driver is doing (pid and executor are kept when not given)."""
+        with self._transaction() as conn:
+            conn.execute(
+                "UPDATE sweeps SET status = ?, pid = COALESCE(?, pid),"
+                " executor = COALESCE(?, executor), message = ?, updated = ? WHERE name = ?",
+                (status, pid, executor, message, time.time(), name),
+            )
+
+    def get_sweep(self, name: str) -> dict | None:
+        """The stored sweep row of this name as a dict (spec as JSON text), or None."""
+        row = self._conn().execute("SELECT * FROM sweeps WHERE name = ?", (name,)).fetchone()
+        return dict(row) if row is not None else None
+
+    def list_sweeps(self) -> list[dict]:
+        """Every stored sweep row, most recently updated first."""
+        rows = self._conn().execute("SELECT * FROM sweeps ORDER BY updated DESC").fetchall()
+        return [dict(row) for row in rows]
 
     # -- records -------------------------------------------------------------------------
 
