@@ -19,7 +19,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from pages.charts import COLORS, MICRO_BATCH_COLORS
-from pages.common import number_field
+from pages.common import number_field, seed_widgets
 from vlsim.aggregators import AGGREGATORS
 from vlsim.analysis import METRIC_LABELS, probe_table, smooth
 from vlsim.jobs import JobManager

@@ -101,7 +101,7 @@ def test_push_strips_are_weight_times_advantage_and_nan_after_the_end():
     rel = relative_weights(groups, ["grpo", "dr_grpo"], max_len=48)
     strips = push_strips(groups[0], rel, 0)
     G, T = strips["grpo"].shape
-    assert (G, T) == (3, max(len(a.tokens) for a in groups[0].answers))
+    assert (3, max(len(a.tokens) for a in groups[0].answers)) == (G, T)
     a0 = groups[0].answers[0]
     assert np.allclose(strips["grpo"][0, : len(a0.tokens)], 48 / a0.length * a0.advantage)
     assert np.isnan(strips["grpo"][0, len(a0.tokens):]).all()
