@@ -121,15 +121,20 @@ def token_strips(
     texts: Sequence[Sequence[str]] | None = None,
     zmax: float | None = None,
     height: int | None = None,
+    stacked: bool = False,
 ) -> go.Figure:
     """Answers as strips of tokens, one panel per entry of values ((G, T) arrays, NaN = no
-    token), coloured on one shared symmetric scale; texts puts each token's text on its cell."""
+    token), coloured on one shared symmetric scale; texts puts each token's text on its cell.
+    Panels sit side by side, or one under another (stacked, for long strips with text)."""
     names = list(values)
     n = len(names)
-    fig = make_subplots(
-        rows=1, cols=n, shared_yaxes=True, subplot_titles=[display(k) for k in names],
-        horizontal_spacing=0.03 if n > 1 else 0.0,
-    )
+    titles = [display(k) for k in names]
+    if stacked:
+        fig = make_subplots(rows=n, cols=1, shared_xaxes=True, subplot_titles=titles,
+                            vertical_spacing=min(0.3 / max(n, 1), 0.08))
+    else:
+        fig = make_subplots(rows=1, cols=n, shared_yaxes=True, subplot_titles=titles,
+                            horizontal_spacing=0.03 if n > 1 else 0.0)
     finite = [np.nanmax(np.abs(v)) for v in values.values() if np.isfinite(v).any()]
     zmax = zmax or (max(finite) if finite else 1.0) or 1.0
     G = len(row_labels)
@@ -155,11 +160,17 @@ def token_strips(
             trace.hovertemplate = (
                 "%{y}, token %{x} '%{text}': %{z:.3g}<extra>" + display(name) + "</extra>"
             )
-        fig.add_trace(trace, row=1, col=col)
-        fig.update_xaxes(title="token position", row=1, col=col)
+        row, column = (col, 1) if stacked else (1, col)
+        fig.add_trace(trace, row=row, col=column)
+        if not stacked or col == n:
+            fig.update_xaxes(title="token position", row=row, col=column)
     fig.update_yaxes(autorange="reversed")
     fig.update_annotations(font_size=13)
-    fig = _layout(fig, title, height=height or max(220, 60 + 34 * G), showlegend=False)
+    per_panel = 40 + 24 * G if stacked else 0
+    fig = _layout(
+        fig, title, height=height or (90 + n * per_panel if stacked else max(220, 60 + 34 * G)),
+        showlegend=False,
+    )
     fig.update_layout(margin={"l": 90, "r": 20, "t": 70, "b": 50})
     return fig
 
