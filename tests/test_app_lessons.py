@@ -294,3 +294,11 @@ def test_server_does_not_watch_files():
     config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
     assert config["server"]["fileWatcherType"] == "none"
     assert config["server"]["runOnSave"] is False
+
+
+def test_design_notes_live_in_the_repository():
+    assert (ROOT / "docs" / "design.md").exists()
+    assert "docs/design.md" in (ROOT / "README.md").read_text()
+    outside = "../" + "shared"
+    for path in [ROOT / "README.md", *(ROOT / "docs").rglob("*.md")]:
+        assert outside not in path.read_text(), path
