@@ -83,8 +83,14 @@ def url_settings(
 
 
 def keep_url(page: str, params: Mapping[str, Any]) -> None:
-    """Write the lesson's current settings to the URL (a copied link reproduces them)."""
-    write_url(page, {k: str(v) for k, v in params.items()})
+    """Write the lesson's current settings to the URL (a copied link reproduces them).
+
+    Written every run: after a link to this same page (st.page_link with query_params) the
+    session already holds the new parameters but the browser's address bar may not.
+    """
+    params = {k: str(v) for k, v in params.items()}
+    write_url(page, params)
+    st.query_params.from_dict(params)
 
 
 def bounded(lo: float, hi: float, cast: Callable[[str], Any] = float) -> Callable[[str], Any]:
