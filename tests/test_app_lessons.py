@@ -175,6 +175,14 @@ def test_lesson3_measured_slope_becomes_alpha_with_one_click(store_with_probes):
     assert at.slider(key="l3.beta").value == pytest.approx(1.35)
 
 
+def test_lesson3_uses_the_reference_runs_when_no_run_has_probes(tmp_path, monkeypatch):
+    monkeypatch.setenv("VLSIM_DATA_DIR", str(tmp_path))
+    at = open_page(LESSON3)
+    assert not at.exception, at.exception
+    assert "reference runs that ship with vlsim" in texts(at.caption)
+    assert "reference: quick-vl_norm" in at.selectbox(key="l3.slope").format_func(0)
+
+
 def test_lesson3_bad_lengths_say_what_is_allowed(store_with_probes):
     at = open_page(LESSON3, {"lengths": "10 abc"})
     assert "lengths" in texts(at.warning)

@@ -165,6 +165,13 @@ def test_reference_slopes_reads_an_export_list(tmp_path):
     assert reference_slopes(tmp_path / "missing.json") == []
 
 
+def test_bundled_reference_runs_have_slopes():
+    assert lessons.REFERENCE_RUNS.exists(), "docs/reference_runs/runs.json is missing"
+    assert lessons.REFERENCE_RUNS.stat().st_size < 2_000_000
+    slopes = reference_slopes()
+    assert slopes and all(np.isfinite(s.slope) for s in slopes)
+
+
 def test_lesson2_drift_grpo_shrinks_vl_norm_stays():
     from vlsim.montecarlo import run_lab
 
