@@ -98,9 +98,10 @@ with widgets:
         name="Each token's advantage",
     )
 notice(
-    "Every token of an answer carries the same advantage, so the same loss; a longer answer just has more of them. "
-    "Summed without weights, the 48-token answer would count six times as much as the 8-token "
-    "one, and bring six times the token noise."
+    "Every token of an answer carries the same advantage, so the same loss; a longer answer just "
+    f"has more of them. Summed without weights, the {lengths[-1]}-token answer would count "
+    f"{lengths[-1] / lengths[0]:.3g} times as much as the {lengths[0]}-token one, and bring that "
+    "many times the token noise."
 )
 
 # ----------------------------------------------------------------------------- 2. weights

@@ -155,7 +155,7 @@ def token_strips(
             colorscale=PUSH_SCALE,
             showscale=col == n,
             colorbar={"title": {"text": colorbar, "side": "right"}, "thickness": 12},
-            xgap=1,
+            xgap=1 if z.shape[1] <= 60 else 0,  # gaps would hide the cells of long strips
             ygap=3,
             hovertemplate="%{y}, token %{x}: %{z:.3g}<extra>" + display(name) + "</extra>",
         )
