@@ -36,7 +36,12 @@ PAGES = [
     st.Page("pages/probes.py", title="Probes", icon=":material/troubleshoot:"),
     st.Page("pages/step_inspector.py", title="Step Inspector", icon=":material/grid_on:"),
     st.Page("pages/hypotheses.py", title="Hypotheses", icon=":material/lab_research:"),
-    st.Page("pages/definitions.py", title="Definitions", icon=":material/menu_book:", url_path="definitions"),
+    st.Page(
+        "pages/definitions.py",
+        title="Definitions",
+        icon=":material/menu_book:",
+        url_path="definitions",
+    ),
 ]
 
 page = st.navigation({"Lessons": LESSONS, "Explore": PAGES}, expanded=True)

@@ -51,7 +51,9 @@ if not runs:
         "minutes); its sample steps appear here.",
         icon=":material/inbox:",
     )
-    st.page_link("pages/training_arena.py", label="Training Arena", icon=":material/model_training:")
+    st.page_link(
+        "pages/training_arena.py", label="Training Arena", icon=":material/model_training:"
+    )
     st.stop()
 
 ids = [r.id for r in runs]
@@ -65,15 +67,27 @@ run_id = st.selectbox(
 run = by_id[run_id]
 records = store.samples(run_id, limit_steps=None)
 if not records:
-    st.info("This run has no sample records (its sample_log_every is 0, or it has not reached a "
-            "sample step yet).", icon=":material/inbox:")
+    st.info(
+        "This run has no sample records (its sample_log_every is 0, or it has not reached a "
+        "sample step yet).",
+        icon=":material/inbox:",
+    )
     st.stop()
 if not has_full_groups(records):
-    st.warning(f"{NOT_FULL_GROUPS[0].upper()}{NOT_FULL_GROUPS[1:]}. Runs trained now store full groups.",
-               icon=":material/history:")
+    st.warning(
+        f"{NOT_FULL_GROUPS[0].upper()}{NOT_FULL_GROUPS[1:]}. Runs trained now store full groups.",
+        icon=":material/history:",
+    )
     st.dataframe(
-        [{k: r.get(k) for k in ("step", "numbers", "target", "trace", "answer", "reward", "length")} for r in records],
-        hide_index=True, width="stretch",
+        [
+            {
+                k: r.get(k)
+                for k in ("step", "numbers", "target", "trace", "answer", "reward", "length")
+            }
+            for r in records
+        ],
+        hide_index=True,
+        width="stretch",
     )
     st.stop()
 
@@ -90,13 +104,22 @@ st.session_state.setdefault(f"{K}names", DEFAULT_NAMES)
 book = ChartBook(PAGE, f"Step Inspector: run {run_id}")
 with st.sidebar:
     st.header("Inspector")
-    names = st.multiselect("aggregators", list(AGGREGATORS), key=f"{K}names", format_func=display,
-                           help="Side by side, on one colour scale. The sequence sum's weights are "
-                           "M times Dr. GRPO's, so they fill the colour scale alone.")
+    names = st.multiselect(
+        "aggregators",
+        list(AGGREGATORS),
+        key=f"{K}names",
+        format_func=display,
+        help="Side by side, on one colour scale. The sequence sum's weights are "
+        "M times Dr. GRPO's, so they fill the colour scale alone.",
+    )
     alpha = st.slider("VL Norm α", *ALPHA_RANGE, step=0.05, key=f"{K}alpha")
-    scope = st.radio("VL Norm scope", ["group", "batch"], key=f"{K}scope", horizontal=True,
-                     help="batch: normalised over the stored groups of this step (a part of the "
-                     "step's batch).")
+    scope = st.radio(
+        "VL Norm scope",
+        ["group", "batch"],
+        key=f"{K}scope",
+        horizontal=True,
+        help="batch: normalised over the stored groups of this step (a part of the step's batch).",
+    )
     book.format_picker()
 
 c1, c2 = st.columns(2)
@@ -106,8 +129,13 @@ groups = groups_at(records, step, bool(config.get("std_normalize", True)))
 if st.session_state.get(f"{K}group", 0) >= len(groups):
     st.session_state[f"{K}group"] = 0
 with c2:
-    chosen = st.radio("group (prompt)", range(len(groups)), horizontal=True, key=f"{K}group",
-                      format_func=lambda b: f"{groups[b].group + 1}: {groups[b].prompt}")
+    chosen = st.radio(
+        "group (prompt)",
+        range(len(groups)),
+        horizontal=True,
+        key=f"{K}group",
+        format_func=lambda b: f"{groups[b].group + 1}: {groups[b].prompt}",
+    )
 if not names:
     st.warning("Choose at least one aggregator in the sidebar.", icon=":material/rule:")
     st.stop()
@@ -134,14 +162,22 @@ st.dataframe(
     width="stretch",
 )
 if group.advantages_recomputed:
-    st.caption("The records hold no advantages: they are recomputed from the rewards within the "
-               "group, as the trainer does.")
+    st.caption(
+        "The records hold no advantages: they are recomputed from the rewards within the "
+        "group, as the trainer does."
+    )
 
 labels = [f"{a.index + 1} (L={a.length}, r={a.reward:g})" for a in group.answers]
 strips = push_strips(group, rel, chosen)
 book.show(
-    token_strips(strips, labels, f"Push on each token (weight × advantage), step {step}", "push",
-                 texts=[a.tokens for a in group.answers], stacked=True),
+    token_strips(
+        strips,
+        labels,
+        f"Push on each token (weight × advantage), step {step}",
+        "push",
+        texts=[a.tokens for a in group.answers],
+        stacked=True,
+    ),
     key="insp.strips",
     name="Push on each token",
 )
@@ -151,8 +187,12 @@ notice(
     "Dr. GRPO pushes every token by its advantage alone."
 )
 book.show(
-    answer_bars(answer_totals(rel, group, chosen), labels, "Total weight of each answer (weight × length)",
-                "total weight (Dr. GRPO token = 1)"),
+    answer_bars(
+        answer_totals(rel, group, chosen),
+        labels,
+        "Total weight of each answer (weight × length)",
+        "total weight (Dr. GRPO token = 1)",
+    ),
     key="insp.totals",
     name="Total weight of each answer",
 )

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import json
 import sys
-import tomllib
 from pathlib import Path
 
 import plotly.graph_objects as go
 import pytest
+import tomllib
 from streamlit.testing.v1 import AppTest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,9 +37,7 @@ def open_page(page: str, params: dict[str, str] | None = None) -> AppTest:
 
 def charts(at: AppTest) -> dict[str, dict]:
     """Plotly figure specs on the page, by the chart's key."""
-    return {
-        e.proto.id.rsplit("-", 1)[-1]: json.loads(e.proto.spec) for e in at.get("plotly_chart")
-    }
+    return {e.proto.id.rsplit("-", 1)[-1]: json.loads(e.proto.spec) for e in at.get("plotly_chart")}
 
 
 def texts(elements) -> str:
@@ -168,7 +166,9 @@ def test_lesson3_renders_and_beta_moves_both_charts(store_with_probes):
 def test_lesson3_measured_slope_becomes_alpha_with_one_click(store_with_probes):
     at = open_page(LESSON3)
     assert "stored runs" in texts(at.caption)
-    assert "slope 1.37" in at.selectbox(key="l3.slope").format_func(at.selectbox(key="l3.slope").value)
+    assert "slope 1.37" in at.selectbox(key="l3.slope").format_func(
+        at.selectbox(key="l3.slope").value
+    )
     at.button(key="l3.use_slope").click().run()
     assert not at.exception, at.exception
     assert at.slider(key="l3.alpha").value == pytest.approx(1.35)
@@ -210,8 +210,20 @@ def full_group_records(step: int) -> list[dict]:
     for g in range(2):
         for i, text in enumerate(texts):
             ids = tok.encode(text)
-            out.append({"numbers": [1, 2], "target": 3, "trace": "", "answer": "", "reward": float(i < 2 - g),
-                        "length": len(ids), "truncated": False, "group": g, "index": i, "token_ids": ids})
+            out.append(
+                {
+                    "numbers": [1, 2],
+                    "target": 3,
+                    "trace": "",
+                    "answer": "",
+                    "reward": float(i < 2 - g),
+                    "length": len(ids),
+                    "truncated": False,
+                    "group": g,
+                    "index": i,
+                    "token_ids": ids,
+                }
+            )
     return out
 
 
@@ -227,8 +239,21 @@ def inspector_store(tmp_path, monkeypatch):
     store.log_samples(new, 0, full_group_records(0))
     store.log_samples(new, 10, full_group_records(10))
     old = store.create_run("before-groups", "train", config)
-    store.log_samples(old, 0, [{"numbers": [1, 2], "target": 3, "trace": "", "answer": "1+2",
-                                "reward": 1.0, "length": 4, "truncated": False}])
+    store.log_samples(
+        old,
+        0,
+        [
+            {
+                "numbers": [1, 2],
+                "target": 3,
+                "trace": "",
+                "answer": "1+2",
+                "reward": 1.0,
+                "length": 4,
+                "truncated": False,
+            }
+        ],
+    )
     return store, new, old
 
 

@@ -475,16 +475,31 @@ def _store_full_groups(data_dir: Path) -> int:
     from vlsim.store import Store
 
     tok = CharTokenizer()
-    texts = ["7+5=12;12*4=48<ans>7+5<eos>", "4*12<ans>4*12<eos>", "48<ans>48<eos>",
-             "12*4=48;48-7=41;41+7=48<ans>12*4<eos>"]
+    texts = [
+        "7+5=12;12*4=48<ans>7+5<eos>",
+        "4*12<ans>4*12<eos>",
+        "48<ans>48<eos>",
+        "12*4=48;48-7=41;41+7=48<ans>12*4<eos>",
+    ]
     records = []
     for g in range(2):
         for i, text in enumerate(texts):
             ids = tok.encode(text)
-            records.append({"numbers": [4, 12], "target": 48, "trace": "", "answer": "",
-                            "reward": float(i % 2 == g), "length": len(ids), "truncated": False,
-                            "group": g, "index": i, "advantage": 1.0 if i % 2 == g else -1.0,
-                            "token_ids": ids})
+            records.append(
+                {
+                    "numbers": [4, 12],
+                    "target": 48,
+                    "trace": "",
+                    "answer": "",
+                    "reward": float(i % 2 == g),
+                    "length": len(ids),
+                    "truncated": False,
+                    "group": g,
+                    "index": i,
+                    "advantage": 1.0 if i % 2 == g else -1.0,
+                    "token_ids": ids,
+                }
+            )
     store = Store(data_dir)
     run_id = store.create_run("inspected", "train", {"max_new_tokens": 48, "alpha": 1.0})
     store.log_samples(run_id, 0, records)
@@ -494,7 +509,9 @@ def _store_full_groups(data_dir: Path) -> int:
 
 def test_inspector_draws_a_stored_group(page, server):
     run_id = _store_full_groups(server.data_dir)
-    open_page(page, f"{server.url}/{INSPECTOR.url_path}?run={run_id}&step=0", heading=INSPECTOR.heading)
+    open_page(
+        page, f"{server.url}/{INSPECTOR.url_path}?run={run_id}&step=0", heading=INSPECTOR.heading
+    )
     assert_clean(page)
     strips = wait_chart(page, "insp.strips")
     assert [t["type"] for t in strips] == ["heatmap"] * 4
