@@ -307,6 +307,21 @@ def test_chart_config_exports_at_slide_resolution():
         chart_config("x", "jpeg")
 
 
+def test_format_picker_switches_every_camera_button_to_svg():
+    at = open_page(LESSON1)
+
+    def formats() -> set[str]:
+        return {
+            json.loads(e.proto.config)["toImageButtonOptions"]["format"]
+            for e in at.get("plotly_chart")
+        }
+
+    assert formats() == {"png"}
+    at.radio(key="lesson1.export_format").set_value("svg").run()
+    assert formats() == {"svg"}
+    assert at.get("download_button")  # the export-all button
+
+
 def test_export_all_writes_a_self_contained_file(tmp_path):
     figs = [
         ("First chart", go.Figure(go.Bar(x=[1, 2], y=[3, 4]))),
