@@ -154,10 +154,13 @@ with chart:
         key="l2.noise",
         name="Token noise",
     )
+vl_share = start.by_name()["vl_norm"].noise_variance / base
+grpo_share = start.by_name()["grpo"].noise_variance / base
 notice(
-    "VL Norm (α = 1) carries about 60% of Dr. GRPO's token noise: it weighs the noisy long "
-    "answers less. GRPO is as quiet, but only because it also shrinks long answers, and its "
-    "step size drifts (chart 1)."
+    f"VL Norm (α = {alpha:g}) carries {100 * vl_share:.0f}% of Dr. GRPO's token noise: it weighs "
+    f"the noisy long answers less (α = 1 is the least for independent tokens). GRPO carries "
+    f"{100 * grpo_share:.0f}%, but only because it also shrinks long answers, and its step "
+    "size drifts (chart 1)."
 )
 
 # ----------------------------------------------------------------------------- 3. direction
