@@ -199,7 +199,7 @@ with chart:
         name="Direction tilt",
     )
 notice(
-    "At κ = 0 every line is at 0: no link, no tilt. With κ ≠ 0, GRPO and VL Norm tilt (they "
+    "At κ = 0 every line is at 0: no link, no tilt. With κ ≠ 0, GRPO and VL Norm (α > 0) tilt (they "
     "weigh short answers more, and those are more often right or wrong); DAPO tilts a little "
     "(its weight is shared within a batch). Dr. GRPO and the sequence sum stay exactly at 0."
 )
