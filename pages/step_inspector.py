@@ -39,7 +39,7 @@ st.title("Step Inspector")
 st.markdown(
     "One prompt's $G$ answers at one logged step of a stored run, token by token. A token's "
     "colour is how hard the update pushes it: its weight times its advantage, with weights "
-    "relative to Dr. GRPO's ($B\\,G\\,M\\,x_i$; under Dr. GRPO every answer weighs 1, so a "
+    "relative to Dr. GRPO's, $B\\,G\\,M\\,x_i$ (under Dr. GRPO every answer weighs 1, so a "
     "token's push is its advantage). Blue tokens are made more likely, red ones less."
 )
 
