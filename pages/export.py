@@ -55,10 +55,10 @@ def figures_html(title: str, figures: Sequence[tuple[str, go.Figure]]) -> str:
             config=chart_config(name, "png"),
             default_width="100%",
         )
-        blocks.append(f'<section><h2>{html.escape(name)}</h2>{div}</section>')
+        blocks.append(f"<section><h2>{html.escape(name)}</h2>{div}</section>")
     names = json.dumps([slug(name) for name, _ in figures])
     buttons = "".join(
-        f'<button onclick="saveAll(\'{fmt}\')">Save every chart as {fmt.upper()}</button> '
+        f"<button onclick=\"saveAll('{fmt}')\">Save every chart as {fmt.upper()}</button> "
         for fmt in FORMATS
     )
     return f"""<!DOCTYPE html>

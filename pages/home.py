@@ -14,7 +14,9 @@ with st.container(border=True):
         "come from."
     )
     st.page_link(
-        "pages/lesson_1_why_length.py", label="Lesson 1 · Why length matters", icon=":material/school:"
+        "pages/lesson_1_why_length.py",
+        label="Lesson 1 · Why length matters",
+        icon=":material/school:",
     )
 st.markdown(
     "In reinforcement learning with verifiable rewards a prompt is answered $G$ times and "

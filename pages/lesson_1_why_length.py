@@ -79,11 +79,18 @@ with text:
     st.latex(r"\mathrm{Var}(g_i) \approx V\,L_i")
 with widgets:
     stretch = st.slider(
-        "stretch every answer ×", 0.5, 8.0, step=0.25, key=f"{K}stretch",
+        "stretch every answer ×",
+        0.5,
+        8.0,
+        step=0.25,
+        key=f"{K}stretch",
         help="Multiplies every length: watch the step sizes below move as answers grow.",
     )
     correct = st.radio(
-        "which answers are right?", list(CORRECT), key=f"{K}correct", horizontal=True,
+        "which answers are right?",
+        list(CORRECT),
+        key=f"{K}correct",
+        horizontal=True,
         format_func=lambda c: {"short": "the two short ones", "long": "the two long ones"}[c],
     )
     lengths = stretch_lengths(BASE_LENGTHS, stretch, M)
@@ -93,14 +100,17 @@ with widgets:
     adv = np.where(present, group.advantages[:, None], np.nan)
     labels = [f"answer {i + 1} (L={L})" for i, L in enumerate(lengths)]
     book.show(
-        token_strips({"advantage": adv}, labels, "Each token's advantage A (its loss is −A·log π)", "A"),
+        token_strips(
+            {"advantage": adv}, labels, "Each token's advantage A (its loss is −A·log π)", "A"
+        ),
         key="l1.loss",
         name="Each token's advantage",
     )
 notice(
-    "Every token of an answer carries the same advantage, so the same loss; a longer answer just has more of them. "
-    "Summed without weights, the 48-token answer would count six times as much as the 8-token "
-    "one, and bring six times the token noise."
+    "Every token of an answer carries the same advantage, so the same loss; a longer answer just "
+    f"has more of them. Summed without weights, the {lengths[-1]}-token answer would count "
+    f"{lengths[-1] / lengths[0]:.3g} times as much as the {lengths[0]}-token one, and bring that "
+    "many times the token noise."
 )
 
 # ----------------------------------------------------------------------------- 2. weights
@@ -120,11 +130,19 @@ with text:
         "(blue: made more likely, red: less likely)."
     )
 with widgets:
-    alpha = st.slider("VL Norm α", 0.0, 2.0, step=0.05, key=f"{K}alpha",
-                      help="VL Norm weighs answers ∝ L^-α; α = 0 is Dr. GRPO.")
+    alpha = st.slider(
+        "VL Norm α",
+        0.0,
+        2.0,
+        step=0.05,
+        key=f"{K}alpha",
+        help="VL Norm weighs answers ∝ L^-α; α = 0 is Dr. GRPO.",
+    )
     w = group_weights(lengths, M, NAMES, alpha)
     book.show(
-        answer_bars({n: M * w[n] for n in NAMES}, labels, "Weight of each answer (M·x)", "M·x", log_y=True),
+        answer_bars(
+            {n: M * w[n] for n in NAMES}, labels, "Weight of each answer (M·x)", "M·x", log_y=True
+        ),
         key="l1.weights",
         name="Weight of each answer",
     )
@@ -133,7 +151,9 @@ notice(
     "with α = 1 has GRPO's shape but a fixed total. Set α = 0 and VL Norm becomes Dr. GRPO."
 )
 book.show(
-    token_strips(token_push(group, M, NAMES, alpha), labels, "How hard each token is pushed (M·x·A)", "M·x·A"),
+    token_strips(
+        token_push(group, M, NAMES, alpha), labels, "How hard each token is pushed (M·x·A)", "M·x·A"
+    ),
     key="l1.push",
     name="How hard each token is pushed",
 )
@@ -165,7 +185,14 @@ with text:
 with chart:
     curve = stretch_curve(BASE_LENGTHS, FACTORS, M, NAMES, alpha)
     book.show(
-        relative_lines(FACTORS, curve, "Step size relative to stretch 1", "stretch ×", "step / step at ×1", marker_x=stretch),
+        relative_lines(
+            FACTORS,
+            curve,
+            "Step size relative to stretch 1",
+            "stretch ×",
+            "step / step at ×1",
+            marker_x=stretch,
+        ),
         key="l1.steps",
         name="Step size as answers grow",
     )
@@ -179,16 +206,22 @@ notice(
 
 st.header("Check your understanding")
 question(
-    "l1.q1", 1, "Every answer doubles in length. What happens to GRPO's step size, and to Dr. GRPO's?",
+    "l1.q1",
+    1,
+    "Every answer doubles in length. What happens to GRPO's step size, and to Dr. GRPO's?",
     "GRPO's step M·mean(1/L) halves; Dr. GRPO's stays 1. Set the stretch to 2 and read the table.",
 )
 question(
-    "l1.q2", 2, "Inside one group GRPO and VL Norm (α = 1) both weigh answers ∝ 1/L. What differs?",
+    "l1.q2",
+    2,
+    "Inside one group GRPO and VL Norm (α = 1) both weigh answers ∝ 1/L. What differs?",
     "Only the total: GRPO's Σx = (1/G)Σ1/L_i moves with the lengths, VL Norm's is fixed at 1/M. "
     "Same direction inside a group, a different step size.",
 )
 question(
-    "l1.q3", 3, "Why does a long answer bring more noise into the update than a short one?",
+    "l1.q3",
+    3,
+    "Why does a long answer bring more noise into the update than a short one?",
     "Its gradient sums one noisy score term per token; with independent terms the variance "
     "grows like L. Weighting long answers less (VL Norm) cuts that noise.",
 )

@@ -36,8 +36,13 @@ def lab(kappa: float, alpha: float, stretch: float = 1.0):
     return cached_lab(lesson2_config(kappa, alpha, stretch, N_BATCHES).model_dump_json())
 
 
-def bars(values: dict[str, float], errors: dict[str, float] | None, title: str, y_title: str,
-         reference: float | None = None) -> go.Figure:
+def bars(
+    values: dict[str, float],
+    errors: dict[str, float] | None,
+    title: str,
+    y_title: str,
+    reference: float | None = None,
+) -> go.Figure:
     """One bar per aggregator in its colour, with 95% error bars and a reference line."""
     names = list(values)
     fig = go.Figure(
@@ -88,22 +93,35 @@ st.markdown(
 st.header("1. Size: does the step drift as answers grow?")
 text, chart = st.columns([2, 3], gap="large")
 with text:
-    st.markdown("Given the lengths, the expected update is the true gradient times the total weight:")
+    st.markdown(
+        "Given the lengths, the expected update is the true gradient times the total weight:"
+    )
     st.latex(r"\mathbb{E}[\hat g \mid L] = \Big(\sum_i x_i\Big)\,\nabla J")
     st.markdown(
         "So the **scale** $M\\,\\mathbb{E}[\\sum_i x_i]$ is the step size. Let the answers grow "
         "(as they do during RLVR training) and compare the scale before and after."
     )
-    stretch = st.slider("answers grow ×", 1.0, 4.0, step=0.25, key=f"{K}stretch",
-                        help="Every length is multiplied by this factor (median 100 → 100×).")
+    stretch = st.slider(
+        "answers grow ×",
+        1.0,
+        4.0,
+        step=0.25,
+        key=f"{K}stretch",
+        help="Every length is multiplied by this factor (median 100 → 100×).",
+    )
     alpha = st.slider("VL Norm α", 0.0, 2.0, step=0.05, key=f"{K}alpha")
 kappa = float(st.session_state[f"{K}kappa"])
 start, grown = lab(kappa, alpha), lab(kappa, alpha, stretch)
 rows = {r["name"]: r for r in drift_rows(start, grown)}
 with chart:
     book.show(
-        bars({n: rows[n]["ratio"] for n in LESSON2_NAMES}, None,
-             f"Step size after the answers grew ×{stretch:g}, relative to before", "scale after / before", 1.0),
+        bars(
+            {n: rows[n]["ratio"] for n in LESSON2_NAMES},
+            None,
+            f"Step size after the answers grew ×{stretch:g}, relative to before",
+            "scale after / before",
+            1.0,
+        ),
         key="l2.drift",
         name="Step size drift",
     )
@@ -129,15 +147,20 @@ with chart:
         bars(
             {n: start.by_name()[n].noise_variance / base for n in LESSON2_NAMES},
             {n: start.by_name()[n].noise_variance_se / base for n in LESSON2_NAMES},
-            "Token noise per unit scale, relative to Dr. GRPO (lower is better)", "relative token noise", 1.0,
+            "Token noise per unit scale, relative to Dr. GRPO (lower is better)",
+            "relative token noise",
+            1.0,
         ),
         key="l2.noise",
         name="Token noise",
     )
+vl_share = start.by_name()["vl_norm"].noise_variance / base
+grpo_share = start.by_name()["grpo"].noise_variance / base
 notice(
-    "VL Norm (α = 1) carries about 60% of Dr. GRPO's token noise: it weighs the noisy long "
-    "answers less. GRPO is as quiet, but only because it also shrinks long answers, and its "
-    "step size drifts (chart 1)."
+    f"VL Norm (α = {alpha:g}) carries {100 * vl_share:.0f}% of Dr. GRPO's token noise: it weighs "
+    f"the noisy long answers less (α = 1 is the least for independent tokens). GRPO carries "
+    f"{100 * grpo_share:.0f}%, but only because it also shrinks long answers, and its step "
+    "size drifts (chart 1)."
 )
 
 # ----------------------------------------------------------------------------- 3. direction
@@ -159,15 +182,24 @@ with text:
     kappa = st.slider("length-correctness link κ", -2.0, 2.0, step=0.25, key=f"{K}kappa")
 sweep = {k: lab(k, alpha) for k in KAPPAS}
 with chart:
-    curves = {n: np.array([sweep[k].by_name()[n].length_tilt_deg for k in KAPPAS]) for n in LESSON2_NAMES}
+    curves = {
+        n: np.array([sweep[k].by_name()[n].length_tilt_deg for k in KAPPAS]) for n in LESSON2_NAMES
+    }
     book.show(
-        relative_lines(KAPPAS, curves, "Tilt of the expected update against κ", "κ (length-correctness link)",
-                       "tilt (degrees; + = toward longer)", marker_x=kappa, log_axes=False),
+        relative_lines(
+            KAPPAS,
+            curves,
+            "Tilt of the expected update against κ",
+            "κ (length-correctness link)",
+            "tilt (degrees; + = toward longer)",
+            marker_x=kappa,
+            log_axes=False,
+        ),
         key="l2.tilt",
         name="Direction tilt",
     )
 notice(
-    "At κ = 0 every line is at 0: no link, no tilt. With κ ≠ 0, GRPO and VL Norm tilt (they "
+    "At κ = 0 every line is at 0: no link, no tilt. With κ ≠ 0, GRPO and VL Norm (α > 0) tilt (they "
     "weigh short answers more, and those are more often right or wrong); DAPO tilts a little "
     "(its weight is shared within a batch). Dr. GRPO and the sequence sum stay exactly at 0."
 )
@@ -198,17 +230,23 @@ st.markdown(
 
 st.header("Check your understanding")
 question(
-    "l2.q1", 1, "VL Norm's step size is 1 at every length. Is its update unbiased in every respect?",
+    "l2.q1",
+    1,
+    "VL Norm's step size is 1 at every length. Is its update unbiased in every respect?",
     "No. Its expected size is fixed, but its weights still depend on length, so when κ ≠ 0 the "
     "expected update leans (chart 3). Only Dr. GRPO and the sequence sum keep the direction.",
 )
 question(
-    "l2.q2", 2, "GRPO's token noise is about as low as VL Norm's. Why is GRPO not the better choice?",
+    "l2.q2",
+    2,
+    "GRPO's token noise is about as low as VL Norm's. Why is GRPO not the better choice?",
     "Its step size drifts with the lengths (chart 1), and it tilts at least as much as VL Norm "
     "when κ ≠ 0. Inside a group it is VL Norm (α = 1) times a length-dependent constant.",
 )
 question(
-    "l2.q3", 3, "At κ = 0, which aggregators point the right way?",
+    "l2.q3",
+    3,
+    "At κ = 0, which aggregators point the right way?",
     "All of them, within Monte Carlo error: the direction bias needs a link between length and "
     "correctness. Their sizes and noise still differ.",
 )

@@ -87,16 +87,27 @@ with text:
         "independent tokens, more when neighbouring tokens are correlated). We look for weights "
         "that keep the step size fixed and make the update as quiet as possible:"
     )
-    st.latex(r"\min_{x}\; \sum_{i=1}^{G} x_i^2 L_i^{\beta}\quad\text{subject to}\quad \sum_{i=1}^{G} x_i = c")
+    st.latex(
+        r"\min_{x}\; \sum_{i=1}^{G} x_i^2 L_i^{\beta}\quad\text{subject to}\quad \sum_{i=1}^{G} x_i = c"
+    )
     st.markdown(
         "The constraint is what makes the step size length-free: $\\mathbb{E}[\\hat g \\mid L] = "
         "(\\sum_i x_i)\\nabla J = c\\,\\nabla J$. (VL Norm uses $c = 1/M$.)"
     )
 with widgets:
-    text_value = st.text_input("answer lengths of one group", key=f"{K}lengths",
-                               help="2 to 32 whole numbers separated by spaces or commas.")
-    beta = st.slider("variance exponent β", 0.0, 2.0, step=0.05, key=f"{K}beta",
-                     help="Var(g_i) = V L_i^β: 1 for independent tokens.")
+    text_value = st.text_input(
+        "answer lengths of one group",
+        key=f"{K}lengths",
+        help="2 to 32 whole numbers separated by spaces or commas.",
+    )
+    beta = st.slider(
+        "variance exponent β",
+        0.0,
+        2.0,
+        step=0.05,
+        key=f"{K}beta",
+        help="Var(g_i) = V L_i^β: 1 for independent tokens.",
+    )
 try:
     lengths = parse_group_lengths(text_value)
 except ValueError as err:
@@ -109,11 +120,17 @@ st.header("2. Step by step, with a Lagrange multiplier")
 text, check = st.columns([3, 2], gap="large")
 with text:
     st.markdown("**Step 1.** Add the constraint with a multiplier $\\lambda$:")
-    st.latex(r"\mathcal{L}(x, \lambda) = \sum_i x_i^2 L_i^{\beta} - \lambda\Big(\sum_i x_i - c\Big)")
+    st.latex(
+        r"\mathcal{L}(x, \lambda) = \sum_i x_i^2 L_i^{\beta} - \lambda\Big(\sum_i x_i - c\Big)"
+    )
     st.markdown("**Step 2.** Set each partial derivative to zero:")
-    st.latex(r"\frac{\partial \mathcal{L}}{\partial x_i} = 2 x_i L_i^{\beta} - \lambda = 0 \;\Rightarrow\; x_i = \frac{\lambda}{2}\,L_i^{-\beta}")
+    st.latex(
+        r"\frac{\partial \mathcal{L}}{\partial x_i} = 2 x_i L_i^{\beta} - \lambda = 0 \;\Rightarrow\; x_i = \frac{\lambda}{2}\,L_i^{-\beta}"
+    )
     st.markdown("**Step 3.** The constraint fixes $\\lambda$:")
-    st.latex(r"\sum_i \frac{\lambda}{2} L_i^{-\beta} = c \;\Rightarrow\; \lambda = \frac{2c}{\sum_j L_j^{-\beta}}")
+    st.latex(
+        r"\sum_i \frac{\lambda}{2} L_i^{-\beta} = c \;\Rightarrow\; \lambda = \frac{2c}{\sum_j L_j^{-\beta}}"
+    )
     st.markdown("**Step 4.** So the least-variance weights are")
     st.latex(r"x_i = c\,\frac{L_i^{-\beta}}{\sum_j L_j^{-\beta}}")
     st.markdown(
@@ -127,16 +144,29 @@ with check:
     labels = [f"L={L}" for L in lengths]
     fig = go.Figure(
         [
-            go.Bar(x=labels, y=result.numeric, name="numeric minimiser", marker={"color": "#8fa8c8"},
-                   hovertemplate="%{x}: %{y:.5f}<extra>numeric</extra>"),
-            go.Scatter(x=labels, y=result.closed, mode="markers", name="closed form c·L^−β/ΣL^−β",
-                       marker={"symbol": "diamond", "size": 12, "color": "black"},
-                       hovertemplate="%{x}: %{y:.5f}<extra>closed form</extra>"),
+            go.Bar(
+                x=labels,
+                y=result.numeric,
+                name="numeric minimiser",
+                marker={"color": "#8fa8c8"},
+                hovertemplate="%{x}: %{y:.5f}<extra>numeric</extra>",
+            ),
+            go.Scatter(
+                x=labels,
+                y=result.closed,
+                mode="markers",
+                name="closed form c·L^−β/ΣL^−β",
+                marker={"symbol": "diamond", "size": 12, "color": "black"},
+                hovertemplate="%{x}: %{y:.5f}<extra>closed form</extra>",
+            ),
         ]
     )
     fig.update_yaxes(title="weight x_i (c = 1)", rangemode="tozero")
-    book.show(_layout(fig, "Numeric minimiser against the closed form", height=360), key="l3.fig_check",
-              name="Numeric minimiser against the closed form")
+    book.show(
+        _layout(fig, "Numeric minimiser against the closed form", height=360),
+        key="l3.fig_check",
+        name="Numeric minimiser against the closed form",
+    )
     verdict = "match" if result.max_abs_diff < 1e-5 else "differ"
     st.caption(
         f"They {verdict}: largest difference {result.max_abs_diff:.1e} of the total; variance "
@@ -167,17 +197,37 @@ ratio = variance_by_alpha(lengths, beta, ALPHAS)
 now = float(variance_by_alpha(lengths, beta, [alpha])[0])
 with chart:
     fig = go.Figure(
-        go.Scatter(x=ALPHAS, y=ratio, mode="lines", name="VL Norm", line={"color": color_of("vl_norm"), "width": 3},
-                   hovertemplate="α = %{x}: %{y:.3f}<extra></extra>")
+        go.Scatter(
+            x=ALPHAS,
+            y=ratio,
+            mode="lines",
+            name="VL Norm",
+            line={"color": color_of("vl_norm"), "width": 3},
+            hovertemplate="α = %{x}: %{y:.3f}<extra></extra>",
+        )
     )
-    fig.add_trace(go.Scatter(x=[alpha], y=[now], mode="markers+text", name="your α", text=[f"α = {alpha:g}: {now:.2f}"],
-                             textposition="top right", marker={"size": 12, "color": "black"}))
+    fig.add_trace(
+        go.Scatter(
+            x=[alpha],
+            y=[now],
+            mode="markers+text",
+            name="your α",
+            text=[f"α = {alpha:g}: {now:.2f}"],
+            textposition="top right",
+            marker={"size": 12, "color": "black"},
+        )
+    )
     fig.add_vline(x=beta, line={"dash": "dot", "color": "#555"})
-    fig.add_annotation(x=beta, y=1, yref="paper", text=f"β = {beta:g}", showarrow=False, yanchor="bottom")
+    fig.add_annotation(
+        x=beta, y=1, yref="paper", text=f"β = {beta:g}", showarrow=False, yanchor="bottom"
+    )
     fig.update_xaxes(title="α")
     fig.update_yaxes(title="variance / least variance", type="log")
-    book.show(_layout(fig, "VL Norm's variance against α", height=380, showlegend=False), key="l3.fig_alpha",
-              name="VL Norm's variance against alpha")
+    book.show(
+        _layout(fig, "VL Norm's variance against α", height=380, showlegend=False),
+        key="l3.fig_alpha",
+        name="VL Norm's variance against alpha",
+    )
 notice(
     "The curve touches 1 exactly at α = β and rises on both sides: too small an α lets long "
     "answers bring their noise, too large an α throws away what they know."
@@ -193,8 +243,10 @@ st.markdown(
     "(the paper's Figure 4). The slope of that line is the $\\beta$ of real answers."
 )
 if not slopes:
-    st.warning("No run with probe records was found, and the reference runs are missing.",
-               icon=":material/search_off:")
+    st.warning(
+        "No run with probe records was found, and the reference runs are missing.",
+        icon=":material/search_off:",
+    )
 else:
     st.caption(f"Slopes from {where}.")
     choice = st.selectbox(
@@ -202,8 +254,11 @@ else:
         range(len(slopes)),
         format_func=lambda i: (
             f"{slopes[i].source}, step {slopes[i].step}: slope {slopes[i].slope:.2f}"
-            + (f" (95% CI {slopes[i].ci_low:.2f} to {slopes[i].ci_high:.2f})"
-               if slopes[i].ci_low is not None and slopes[i].ci_high is not None else "")
+            + (
+                f" (95% CI {slopes[i].ci_low:.2f} to {slopes[i].ci_high:.2f})"
+                if slopes[i].ci_low is not None and slopes[i].ci_high is not None
+                else ""
+            )
         ),
         key=f"{K}slope",
     )
@@ -221,16 +276,22 @@ else:
 
 st.header("Check your understanding")
 question(
-    "l3.q1", 1, "Why does the constraint Σ x_i = c make the step size independent of the lengths?",
+    "l3.q1",
+    1,
+    "Why does the constraint Σ x_i = c make the step size independent of the lengths?",
     "Because E[ĝ | L] = (Σ x_i) ∇J: with the total fixed, the expected update is c ∇J whatever "
     "the lengths are. GRPO's and DAPO's totals move with the lengths; VL Norm's does not.",
 )
 question(
-    "l3.q2", 2, "Neighbouring tokens are correlated so that Var(g_i) ∝ L_i^1.5. Which α is best?",
+    "l3.q2",
+    2,
+    "Neighbouring tokens are correlated so that Var(g_i) ∝ L_i^1.5. Which α is best?",
     "α = 1.5: the minimiser is x_i ∝ L_i^−β, whatever β is.",
 )
 question(
-    "l3.q3", 3, "α = 0 gives equal weights (Dr. GRPO). Why is that not the minimum when β = 1?",
+    "l3.q3",
+    3,
+    "α = 0 gives equal weights (Dr. GRPO). Why is that not the minimum when β = 1?",
     "With equal weights the variance is c²ΣL_i/G², with 1/L weights it is c²/Σ(1/L_i); since "
     "mean(L)·mean(1/L) ≥ 1, equal weights are never quieter, and equal only when all lengths match.",
 )

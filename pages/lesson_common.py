@@ -17,8 +17,20 @@ from vlsim.aggregators import AGGREGATORS
 
 # Line styles that keep overlapping lines apart (Dr. GRPO, VL Norm and the sequence sum all sit
 # at 1 on a relative-step chart).
-DASHES = {"grpo": "solid", "dapo": "dot", "dr_grpo": "dash", "seq_sum": "longdash", "vl_norm": "dashdot"}
-SYMBOLS = {"grpo": "circle", "dapo": "square", "dr_grpo": "diamond", "seq_sum": "x", "vl_norm": "triangle-up"}
+DASHES = {
+    "grpo": "solid",
+    "dapo": "dot",
+    "dr_grpo": "dash",
+    "seq_sum": "longdash",
+    "vl_norm": "dashdot",
+}
+SYMBOLS = {
+    "grpo": "circle",
+    "dapo": "square",
+    "dr_grpo": "diamond",
+    "seq_sum": "x",
+    "vl_norm": "triangle-up",
+}
 PUSH_SCALE = "RdBu"  # red: pushed down (A < 0), blue: pushed up (A > 0)
 
 
@@ -59,7 +71,12 @@ def try_this(page: str, params: Mapping[str, str], text: str) -> None:
     """A 'Try this' box: what to do, and a link that opens the page in that scenario."""
     with st.container(border=True):
         st.markdown(f"**Try this.** {text}")
-        st.page_link(page, label="Open this scenario", icon=":material/play_circle:", query_params=dict(params))
+        st.page_link(
+            page,
+            label="Open this scenario",
+            icon=":material/play_circle:",
+            query_params=dict(params),
+        )
 
 
 def url_settings(
@@ -83,8 +100,14 @@ def url_settings(
 
 
 def keep_url(page: str, params: Mapping[str, Any]) -> None:
-    """Write the lesson's current settings to the URL (a copied link reproduces them)."""
-    write_url(page, {k: str(v) for k, v in params.items()})
+    """Write the lesson's current settings to the URL (a copied link reproduces them).
+
+    Written every run: after a link to this same page (st.page_link with query_params) the
+    session already holds the new parameters but the browser's address bar may not.
+    """
+    params = {k: str(v) for k, v in params.items()}
+    write_url(page, params)
+    st.query_params.from_dict(params)
 
 
 def bounded(lo: float, hi: float, cast: Callable[[str], Any] = float) -> Callable[[str], Any]:
@@ -121,15 +144,30 @@ def token_strips(
     texts: Sequence[Sequence[str]] | None = None,
     zmax: float | None = None,
     height: int | None = None,
+    stacked: bool = False,
 ) -> go.Figure:
     """Answers as strips of tokens, one panel per entry of values ((G, T) arrays, NaN = no
-    token), coloured on one shared symmetric scale; texts puts each token's text on its cell."""
+    token), coloured on one shared symmetric scale; texts puts each token's text on its cell.
+    Panels sit side by side, or one under another (stacked, for long strips with text)."""
     names = list(values)
     n = len(names)
-    fig = make_subplots(
-        rows=1, cols=n, shared_yaxes=True, subplot_titles=[display(k) for k in names],
-        horizontal_spacing=0.03 if n > 1 else 0.0,
-    )
+    titles = [display(k) for k in names]
+    if stacked:
+        fig = make_subplots(
+            rows=n,
+            cols=1,
+            shared_xaxes=True,
+            subplot_titles=titles,
+            vertical_spacing=min(0.3 / max(n, 1), 0.08),
+        )
+    else:
+        fig = make_subplots(
+            rows=1,
+            cols=n,
+            shared_yaxes=True,
+            subplot_titles=titles,
+            horizontal_spacing=0.03 if n > 1 else 0.0,
+        )
     finite = [np.nanmax(np.abs(v)) for v in values.values() if np.isfinite(v).any()]
     zmax = zmax or (max(finite) if finite else 1.0) or 1.0
     G = len(row_labels)
@@ -144,7 +182,7 @@ def token_strips(
             colorscale=PUSH_SCALE,
             showscale=col == n,
             colorbar={"title": {"text": colorbar, "side": "right"}, "thickness": 12},
-            xgap=1,
+            xgap=1 if z.shape[1] <= 60 else 0,  # gaps would hide the cells of long strips
             ygap=3,
             hovertemplate="%{y}, token %{x}: %{z:.3g}<extra>" + display(name) + "</extra>",
         )
@@ -155,17 +193,28 @@ def token_strips(
             trace.hovertemplate = (
                 "%{y}, token %{x} '%{text}': %{z:.3g}<extra>" + display(name) + "</extra>"
             )
-        fig.add_trace(trace, row=1, col=col)
-        fig.update_xaxes(title="token position", row=1, col=col)
+        row, column = (col, 1) if stacked else (1, col)
+        fig.add_trace(trace, row=row, col=column)
+        if not stacked or col == n:
+            fig.update_xaxes(title="token position", row=row, col=column)
     fig.update_yaxes(autorange="reversed")
     fig.update_annotations(font_size=13)
-    fig = _layout(fig, title, height=height or max(220, 60 + 34 * G), showlegend=False)
+    per_panel = 40 + 24 * G if stacked else 0
+    fig = _layout(
+        fig,
+        title,
+        height=height or (90 + n * per_panel if stacked else max(220, 60 + 34 * G)),
+        showlegend=False,
+    )
     fig.update_layout(margin={"l": 90, "r": 20, "t": 70, "b": 50})
     return fig
 
 
 def answer_bars(
-    values: Mapping[str, np.ndarray], answer_labels: Sequence[str], title: str, y_title: str,
+    values: Mapping[str, np.ndarray],
+    answer_labels: Sequence[str],
+    title: str,
+    y_title: str,
     log_y: bool = False,
 ) -> go.Figure:
     """Grouped bars: one group per answer, one bar per aggregator (its colour and name)."""
@@ -207,17 +256,23 @@ def relative_lines(
         y = np.asarray(y, dtype=float)
         fig.add_trace(
             go.Scatter(
-                x=list(x), y=y, mode="lines+markers", name=display(name),
+                x=list(x),
+                y=y,
+                mode="lines+markers",
+                name=display(name),
                 line={"color": color_of(name), "dash": DASHES.get(name, "solid"), "width": 2.5},
                 marker={"symbol": SYMBOLS.get(name, "circle"), "size": 8},
                 hovertemplate="x = %{x:.3g}: %{y:.3g}<extra>" + display(name) + "</extra>",
             )
         )
+
     # Direct labels at the right end; lines that end close together share one label.
     def place(value: float) -> float:  # the value in axis coordinates
         return float(np.log10(value)) if log_axes and value > 0 else value
 
-    ends = sorted((place(float(np.asarray(y, dtype=float)[-1])), display(n)) for n, y in curves.items())
+    ends = sorted(
+        (place(float(np.asarray(y, dtype=float)[-1])), display(n)) for n, y in curves.items()
+    )
     span = max(ends[-1][0] - ends[0][0], 1e-9)
     groups: list[list[tuple[float, str]]] = []
     for end in ends:
@@ -229,24 +284,37 @@ def relative_lines(
         fig.add_annotation(
             x=np.log10(x[-1]) if log_axes else x[-1],
             y=float(np.mean([p for p, _ in group])),
-            text="<br>".join(n for _, n in group), showarrow=False, xanchor="left", xshift=10,
+            text="<br>".join(n for _, n in group),
+            showarrow=False,
+            xanchor="left",
+            xshift=10,
             font={"size": 12},
         )
     if marker_x is not None:
         fig.add_vline(x=marker_x, line={"color": "#555", "dash": "dot"})
         fig.add_annotation(
-            x=np.log10(marker_x) if log_axes else marker_x, y=1, yref="paper", text="now",
-            showarrow=False, xanchor="left", yanchor="bottom", xshift=3, font={"color": "#555"},
+            x=np.log10(marker_x) if log_axes else marker_x,
+            y=1,
+            yref="paper",
+            text="now",
+            showarrow=False,
+            xanchor="left",
+            yanchor="bottom",
+            xshift=3,
+            font={"color": "#555"},
         )
     kind = "log" if log_axes else "linear"
-    fig.update_xaxes(title=x_title, type=kind, tickvals=nice_log_ticks(min(x), max(x)) if log_axes else list(x))
+    fig.update_xaxes(
+        title=x_title, type=kind, tickvals=nice_log_ticks(min(x), max(x)) if log_axes else list(x)
+    )
     if not log_axes:
         pad = 0.05 * (max(x) - min(x))
         fig.update_xaxes(range=[min(x) - pad, max(x) + pad])
     all_y = np.concatenate([np.asarray(v, dtype=float) for v in curves.values()])
     all_y = all_y[np.isfinite(all_y) & (all_y > 0)]
     fig.update_yaxes(
-        title=y_title, type=kind,
+        title=y_title,
+        type=kind,
         tickvals=nice_log_ticks(all_y.min(), all_y.max()) if log_axes and all_y.size else None,
     )
     fig = _layout(fig, title, height=400)

@@ -37,9 +37,7 @@ def open_page(page: str, params: dict[str, str] | None = None) -> AppTest:
 
 def charts(at: AppTest) -> dict[str, dict]:
     """Plotly figure specs on the page, by the chart's key."""
-    return {
-        e.proto.id.rsplit("-", 1)[-1]: json.loads(e.proto.spec) for e in at.get("plotly_chart")
-    }
+    return {e.proto.id.rsplit("-", 1)[-1]: json.loads(e.proto.spec) for e in at.get("plotly_chart")}
 
 
 def texts(elements) -> str:
@@ -168,11 +166,21 @@ def test_lesson3_renders_and_beta_moves_both_charts(store_with_probes):
 def test_lesson3_measured_slope_becomes_alpha_with_one_click(store_with_probes):
     at = open_page(LESSON3)
     assert "stored runs" in texts(at.caption)
-    assert "slope 1.37" in at.selectbox(key="l3.slope").format_func(at.selectbox(key="l3.slope").value)
+    assert "slope 1.37" in at.selectbox(key="l3.slope").format_func(
+        at.selectbox(key="l3.slope").value
+    )
     at.button(key="l3.use_slope").click().run()
     assert not at.exception, at.exception
     assert at.slider(key="l3.alpha").value == pytest.approx(1.35)
     assert at.slider(key="l3.beta").value == pytest.approx(1.35)
+
+
+def test_lesson3_uses_the_reference_runs_when_no_run_has_probes(tmp_path, monkeypatch):
+    monkeypatch.setenv("VLSIM_DATA_DIR", str(tmp_path))
+    at = open_page(LESSON3)
+    assert not at.exception, at.exception
+    assert "reference runs that ship with vlsim" in texts(at.caption)
+    assert "reference: quick-vl_norm" in at.selectbox(key="l3.slope").format_func(0)
 
 
 def test_lesson3_bad_lengths_say_what_is_allowed(store_with_probes):
@@ -189,6 +197,100 @@ def test_lesson3_question_reveals_its_answer(store_with_probes):
     assert "α = 1.5" in texts(at.success)
 
 
+# ----------------------------------------------------------------------------- inspector
+
+
+def full_group_records(step: int) -> list[dict]:
+    """Two groups of four answers in the layout of full groups (group, index, token_ids)."""
+    from vlsim.countdown import CharTokenizer
+
+    tok = CharTokenizer()
+    texts = ["1+2<ans>1+2<eos>", "3<ans>3<eos>", "2*1=2;2+1=3<ans>2+1<eos>", "x<eos>"]
+    out = []
+    for g in range(2):
+        for i, text in enumerate(texts):
+            ids = tok.encode(text)
+            out.append(
+                {
+                    "numbers": [1, 2],
+                    "target": 3,
+                    "trace": "",
+                    "answer": "",
+                    "reward": float(i < 2 - g),
+                    "length": len(ids),
+                    "truncated": False,
+                    "group": g,
+                    "index": i,
+                    "token_ids": ids,
+                }
+            )
+    return out
+
+
+@pytest.fixture
+def inspector_store(tmp_path, monkeypatch):
+    """A data directory with a run that stored full groups (run 1) and an older one (run 2)."""
+    from vlsim.store import Store
+
+    monkeypatch.setenv("VLSIM_DATA_DIR", str(tmp_path))
+    store = Store(tmp_path)
+    config = {"max_new_tokens": 48, "alpha": 1.0, "scope": "group", "std_normalize": True}
+    new = store.create_run("with-groups", "train", config)
+    store.log_samples(new, 0, full_group_records(0))
+    store.log_samples(new, 10, full_group_records(10))
+    old = store.create_run("before-groups", "train", config)
+    store.log_samples(
+        old,
+        0,
+        [
+            {
+                "numbers": [1, 2],
+                "target": 3,
+                "trace": "",
+                "answer": "1+2",
+                "reward": 1.0,
+                "length": 4,
+                "truncated": False,
+            }
+        ],
+    )
+    return store, new, old
+
+
+def test_inspector_without_runs_points_to_the_arena(tmp_path, monkeypatch):
+    monkeypatch.setenv("VLSIM_DATA_DIR", str(tmp_path))
+    at = open_page(INSPECTOR)
+    assert not at.exception, at.exception
+    assert "No stored training runs yet" in texts(at.info)
+
+
+def test_inspector_draws_a_group_and_alpha_changes_the_colours(inspector_store):
+    _, new, _ = inspector_store
+    at = open_page(INSPECTOR, {"run": str(new), "step": "0"})
+    assert not at.exception, at.exception
+    assert not at.error and not at.warning, texts(at.error) + texts(at.warning)
+    assert at.selectbox(key="insp.step").value == 0
+    before = charts(at)
+    assert {"insp.strips", "insp.totals"} <= set(before)
+    heat = [t for t in before["insp.strips"]["data"] if t["type"] == "heatmap"]
+    assert len(heat) == 4  # GRPO, DAPO, Dr. GRPO, VL Norm
+    assert "<ans>" in json.dumps(heat[0]["text"])  # the tokens' text on their cells
+    assert "recomputed from the rewards" in texts(at.caption)
+    at.slider(key="insp.alpha").set_value(0.0).run()
+    after = charts(at)
+    assert after["insp.strips"] != before["insp.strips"]
+    at.multiselect(key="insp.names").set_value(["dr_grpo"]).run()
+    assert len([t for t in charts(at)["insp.strips"]["data"] if t["type"] == "heatmap"]) == 1
+
+
+def test_inspector_says_when_a_run_predates_full_groups(inspector_store):
+    _, _, old = inspector_store
+    at = open_page(INSPECTOR, {"run": str(old)})
+    assert not at.exception, at.exception
+    assert "recorded before full groups were stored" in texts(at.warning)
+    assert not charts(at)
+
+
 # ----------------------------------------------------------------------------- export
 
 
@@ -203,6 +305,21 @@ def test_chart_config_exports_at_slide_resolution():
     }
     with pytest.raises(ValueError, match="png, svg"):
         chart_config("x", "jpeg")
+
+
+def test_format_picker_switches_every_camera_button_to_svg():
+    at = open_page(LESSON1)
+
+    def formats() -> set[str]:
+        return {
+            json.loads(e.proto.config)["toImageButtonOptions"]["format"]
+            for e in at.get("plotly_chart")
+        }
+
+    assert formats() == {"png"}
+    at.radio(key="lesson1.export_format").set_value("svg").run()
+    assert formats() == {"svg"}
+    assert at.get("download_button")  # the export-all button
 
 
 def test_export_all_writes_a_self_contained_file(tmp_path):
@@ -225,3 +342,11 @@ def test_server_does_not_watch_files():
     config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
     assert config["server"]["fileWatcherType"] == "none"
     assert config["server"]["runOnSave"] is False
+
+
+def test_design_notes_live_in_the_repository():
+    assert (ROOT / "docs" / "design.md").exists()
+    assert "docs/design.md" in (ROOT / "README.md").read_text()
+    outside = "../" + "shared"
+    for path in [ROOT / "README.md", *(ROOT / "docs").rglob("*.md")]:
+        assert outside not in path.read_text(), path

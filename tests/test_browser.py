@@ -52,6 +52,7 @@ PAGES = app_pages()
 PAGE_IDS = [p.url_path or "home" for p in PAGES]
 LAB = next(p for p in PAGES if p.file == "pages/length_lab.py")
 ARENA = next(p for p in PAGES if p.file == "pages/training_arena.py")
+HOME = next(p for p in PAGES if p.url_path == "")  # the default page (the lessons come first)
 
 
 # ----------------------------------------------------------------------------- fixtures
@@ -208,9 +209,9 @@ def test_page_renders(page, server, app_page):
 
 def test_sidebar_navigation_in_one_session(page, server):
     """Clicking through the menu in one session: every page draws, none raises."""
-    open_page(page, server.url, heading=PAGES[0].heading)
+    open_page(page, server.url, heading=HOME.heading)
     nav = page.locator('[data-testid="stSidebarNav"]')
-    for app_page in [*PAGES[1:], PAGES[0], LAB]:
+    for app_page in [*(p for p in PAGES if p is not HOME), HOME, LAB]:
         nav.get_by_text(app_page.nav_title, exact=True).click()
         page.get_by_role("heading", name=app_page.heading, level=1).wait_for()
         wait_idle(page)
@@ -388,3 +389,134 @@ def test_arena_quick_training_draws_live_curves(page, server):
     assert len(wait_chart(page, "probes.variance")) >= 4
     wait_chart(page, "probes.scatter")
     screenshot(page, "probes-after-training")
+
+
+# ----------------------------------------------------------------------------- lessons
+
+LESSONS = [p for p in PAGES if p.file.startswith("pages/lesson_")]
+LESSON_CHARTS = {
+    "pages/lesson_1_why_length.py": ["l1.loss", "l1.weights", "l1.push", "l1.steps"],
+    "pages/lesson_2_bias_variance.py": ["l2.drift", "l2.noise", "l2.tilt"],
+    "pages/lesson_3_deriving_vl_norm.py": ["l3.fig_check", "l3.fig_alpha"],
+}
+
+
+def test_lessons_come_first_in_the_menu(page, server):
+    open_page(page, server.url, heading=HOME.heading)
+    nav = page.locator('[data-testid="stSidebarNav"]')
+    texts = nav.inner_text()
+    assert len(LESSONS) == 3
+    assert texts.index("Lessons") < texts.index(LESSONS[0].nav_title) < texts.index("Explore")
+    assert texts.index(LESSONS[-1].nav_title) < texts.index("Home")
+
+
+@pytest.mark.parametrize("lesson", LESSONS, ids=[p.url_path for p in LESSONS])
+def test_lesson_renders_with_its_charts(page, server, lesson):
+    open_page(page, f"{server.url}/{lesson.url_path}", heading=lesson.heading)
+    assert_clean(page)
+    for key in LESSON_CHARTS[lesson.file]:
+        wait_chart(page, key)
+    expect(page.get_by_text("What to notice.").first).to_be_visible()
+    expect(page.get_by_role("button", name="Show the answer")).to_have_count(3)
+    page.mouse.move(0, 0)
+    screenshot(page, f"lesson-{lesson.url_path}")
+
+
+def test_lesson_scenario_link_changes_the_chart_and_a_question_reveals_its_answer(page, server):
+    lesson = LESSONS[0]
+    open_page(page, f"{server.url}/{lesson.url_path}", heading=lesson.heading)
+    before = wait_chart(page, "l1.push")
+    expect(slider_input(page, "l1.stretch")).to_have_value("1")
+    page.get_by_role("link", name="Open this scenario").click()
+    wait_idle(page)
+    assert_clean(page)
+    expect(slider_input(page, "l1.stretch")).to_have_value("4")
+    expect(page).to_have_url(re.compile(r"[?&]stretch=4(&|$)"))
+    wait_chart_change(page, "l1.push", before)
+
+    answer = page.get_by_text("GRPO's step M·mean(1/L) halves")
+    expect(answer).to_have_count(0)
+    page.get_by_role("button", name="Show the answer").first.click()
+    wait_idle(page)
+    expect(answer).to_be_visible()
+    page.mouse.move(0, 0)
+    screenshot(page, "lesson-1-scenario-and-answer")
+
+
+def test_lesson_exports_all_its_charts_as_one_file(page, server):
+    lesson = LESSONS[1]
+    open_page(page, f"{server.url}/{lesson.url_path}", heading=lesson.heading)
+    wait_chart(page, "l2.tilt")
+    with page.expect_download(timeout=60_000) as info:
+        page.get_by_role("button", name="Export all 3 charts").click()
+    download = info.value
+    target = ROOT / "test-artifacts" / "browser" / download.suggested_filename
+    target.parent.mkdir(parents=True, exist_ok=True)
+    download.save_as(target)
+    text = target.read_text()
+    assert download.suggested_filename == "lesson-2-bias-and-variance-charts.html"
+    assert target.stat().st_size > 1_000_000  # plotly.js inside: it opens offline
+    assert text.count("<section>") == 3 and "Plotly.downloadImage" in text
+    # each chart's camera button is set to save at slide resolution
+    options = by_key(page, "l2.tilt").evaluate(
+        "(box) => box.querySelector('.js-plotly-plot')._context.toImageButtonOptions"
+    )
+    assert options["format"] == "png" and options["scale"] == 3
+
+
+# ----------------------------------------------------------------------------- inspector
+
+INSPECTOR = next(p for p in PAGES if p.file == "pages/step_inspector.py")
+
+
+def _store_full_groups(data_dir: Path) -> int:
+    """A run in the server's store whose sample step 0 holds two full groups of four answers."""
+    from vlsim.countdown import CharTokenizer
+    from vlsim.store import Store
+
+    tok = CharTokenizer()
+    texts = [
+        "7+5=12;12*4=48<ans>7+5<eos>",
+        "4*12<ans>4*12<eos>",
+        "48<ans>48<eos>",
+        "12*4=48;48-7=41;41+7=48<ans>12*4<eos>",
+    ]
+    records = []
+    for g in range(2):
+        for i, text in enumerate(texts):
+            ids = tok.encode(text)
+            records.append(
+                {
+                    "numbers": [4, 12],
+                    "target": 48,
+                    "trace": "",
+                    "answer": "",
+                    "reward": float(i % 2 == g),
+                    "length": len(ids),
+                    "truncated": False,
+                    "group": g,
+                    "index": i,
+                    "advantage": 1.0 if i % 2 == g else -1.0,
+                    "token_ids": ids,
+                }
+            )
+    store = Store(data_dir)
+    run_id = store.create_run("inspected", "train", {"max_new_tokens": 48, "alpha": 1.0})
+    store.log_samples(run_id, 0, records)
+    store.close()
+    return run_id
+
+
+def test_inspector_draws_a_stored_group(page, server):
+    run_id = _store_full_groups(server.data_dir)
+    open_page(
+        page, f"{server.url}/{INSPECTOR.url_path}?run={run_id}&step=0", heading=INSPECTOR.heading
+    )
+    assert_clean(page)
+    strips = wait_chart(page, "insp.strips")
+    assert [t["type"] for t in strips] == ["heatmap"] * 4
+    wait_chart(page, "insp.totals")
+    # the table is drawn on a canvas; its cells stay in the DOM for screen readers
+    expect(page.get_by_text("7+5=12;12*4=48<ans>7+5<eos>").first).to_be_attached()
+    page.mouse.move(0, 0)
+    screenshot(page, "inspector-group")

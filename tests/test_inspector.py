@@ -50,8 +50,16 @@ def full_records(step: int = 10, with_advantage: bool = True) -> list[dict]:
 
 
 LEGACY = [
-    {"numbers": [1, 2], "target": 3, "trace": "", "answer": "1+2", "reward": 1.0, "length": 4,
-     "truncated": False, "step": 0}
+    {
+        "numbers": [1, 2],
+        "target": 3,
+        "trace": "",
+        "answer": "1+2",
+        "reward": 1.0,
+        "length": 4,
+        "truncated": False,
+        "step": 0,
+    }
 ]
 
 
@@ -104,7 +112,7 @@ def test_push_strips_are_weight_times_advantage_and_nan_after_the_end():
     assert (3, max(len(a.tokens) for a in groups[0].answers)) == (G, T)
     a0 = groups[0].answers[0]
     assert np.allclose(strips["grpo"][0, : len(a0.tokens)], 48 / a0.length * a0.advantage)
-    assert np.isnan(strips["grpo"][0, len(a0.tokens):]).all()
+    assert np.isnan(strips["grpo"][0, len(a0.tokens) :]).all()
     assert np.allclose(strips["dr_grpo"][2, :2], groups[0].answers[2].advantage)
 
 
@@ -114,7 +122,9 @@ def test_push_table_has_a_row_per_token_and_aggregator():
     rows = push_table(groups, rel)
     n_tokens = sum(len(a.tokens) for g in groups for a in g.answers)
     assert len(rows) == 2 * n_tokens
-    row = next(r for r in rows if r["group"] == 1 and r["answer"] == 2 and r["aggregator"] == "dapo")
+    row = next(
+        r for r in rows if r["group"] == 1 and r["answer"] == 2 and r["aggregator"] == "dapo"
+    )
     assert row["push"] == pytest.approx(row["weight"] * groups[1].answers[2].advantage)
     totals = answer_totals(rel, groups[1], 1)
     assert np.allclose(totals["grpo"], 48.0)  # M/L times L

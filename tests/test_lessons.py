@@ -157,12 +157,23 @@ def test_alpha_from_slope_clips_and_rounds():
 
 
 def test_reference_slopes_reads_an_export_list(tmp_path):
-    doc = {"run": {"name": "r"}, "metrics": [], "probes": [{"step": 5, "length_noise": {"slope": 0.9}}]}
+    doc = {
+        "run": {"name": "r"},
+        "metrics": [],
+        "probes": [{"step": 5, "length_noise": {"slope": 0.9}}],
+    }
     path = tmp_path / "runs.json"
     path.write_text(json.dumps([doc]))
     out = reference_slopes(path)
     assert [(s.source, s.step, s.slope) for s in out] == [("reference: r", 5, 0.9)]
     assert reference_slopes(tmp_path / "missing.json") == []
+
+
+def test_bundled_reference_runs_have_slopes():
+    assert lessons.REFERENCE_RUNS.exists(), "docs/reference_runs/runs.json is missing"
+    assert lessons.REFERENCE_RUNS.stat().st_size < 2_000_000
+    slopes = reference_slopes()
+    assert slopes and all(np.isfinite(s.slope) for s in slopes)
 
 
 def test_lesson2_drift_grpo_shrinks_vl_norm_stays():
@@ -179,6 +190,11 @@ def test_lesson2_drift_grpo_shrinks_vl_norm_stays():
 
 def test_parse_group_lengths():
     assert lessons.parse_group_lengths("10, 30 60") == [10, 30, 60]
-    for bad, message in (("10", "between 2 and"), ("10 2.5", "whole numbers"), ("10 abc", "not a number"), ("0 5", "whole numbers")):
+    for bad, message in (
+        ("10", "between 2 and"),
+        ("10 2.5", "whole numbers"),
+        ("10 abc", "not a number"),
+        ("0 5", "whole numbers"),
+    ):
         with pytest.raises(ValueError, match=message):
             lessons.parse_group_lengths(bad)

@@ -112,7 +112,7 @@ def groups_at(
             else group_advantages(rewards[None, :], std_normalize)[0]
         )
         answers = []
-        for i, (r, a) in enumerate(zip(rows, adv)):
+        for i, (r, a) in enumerate(zip(rows, adv, strict=True)):
             tokens = token_strings(r["token_ids"], tok)
             answers.append(
                 Answer(
@@ -158,14 +158,10 @@ def push_strips(group: Group, rel: Mapping[str, np.ndarray], row: int) -> dict[s
     n_tokens = np.array([len(a.tokens) for a in group.answers])
     present = np.arange(width)[None, :] < n_tokens[:, None]  # (G, T)
     adv = group.advantages  # (G,)
-    return {
-        name: np.where(present, (w[row] * adv)[:, None], np.nan) for name, w in rel.items()
-    }
+    return {name: np.where(present, (w[row] * adv)[:, None], np.nan) for name, w in rel.items()}
 
 
-def push_table(
-    groups: Sequence[Group], rel: Mapping[str, np.ndarray]
-) -> list[dict[str, Any]]:
+def push_table(groups: Sequence[Group], rel: Mapping[str, np.ndarray]) -> list[dict[str, Any]]:
     """One row per token and aggregator: group, answer, position, token, weight, push."""
     rows = []
     for b, group in enumerate(groups):

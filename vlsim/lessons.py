@@ -149,7 +149,9 @@ def token_loss_table(group: ExampleGroup) -> list[dict[str, Any]]:
             "token loss": float(-a),
             "answer loss (sum over tokens)": float(-a * L),
         }
-        for i, (L, r, a) in enumerate(zip(group.lengths, group.rewards, group.advantages))
+        for i, (L, r, a) in enumerate(
+            zip(group.lengths, group.rewards, group.advantages, strict=True)
+        )
     ]
 
 
@@ -272,7 +274,11 @@ def numeric_minimiser(lengths: Iterable[int], beta: float, total: float = 1.0) -
         jac=gradient,
         method="SLSQP",
         constraints=[
-            {"type": "eq", "fun": lambda x: x.sum() / total - 1.0, "jac": lambda x: np.ones_like(x) / total}
+            {
+                "type": "eq",
+                "fun": lambda x: x.sum() / total - 1.0,
+                "jac": lambda x: np.ones_like(x) / total,
+            }
         ],
         options={"ftol": 1e-14, "maxiter": 500},
     )
