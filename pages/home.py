@@ -84,6 +84,13 @@ EXPLORE = [
         "training policy, and the length-variance slope (the paper's Figure 4).",
     ),
     (
+        "pages/step_inspector.py",
+        "Step Inspector",
+        ":material/grid_on:",
+        "One group of answers from a stored step, token by token: how hard each token is "
+        "pushed under every aggregator, with its answer's reward, length and advantage.",
+    ),
+    (
         "pages/hypotheses.py",
         "Hypotheses",
         ":material/lab_research:",

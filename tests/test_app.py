@@ -68,7 +68,7 @@ def test_home_renders_with_links():
     assert not at.exception
     assert "loss aggregation" in at.title[0].value
     links = [e.proto.page for e in at.get("page_link")]
-    assert len(links) == 7, links  # "Start here" (lesson 1), then one per page but Home
+    assert len(links) == 9, links  # "Start here" (lesson 1), then one per page but Home
     assert at.get("latex")  # the key formula
     text = texts(at.markdown)
     assert "least variance possible" not in text and "unbiased" not in text
