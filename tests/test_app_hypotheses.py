@@ -67,7 +67,7 @@ def test_defaults_show_the_plan_and_a_clean_url(data_dir) -> None:
     assert not at.error and not at.warning
     plan = next(c.value for c in at.caption if "runs of" in c.value)
     assert "Does VL Norm reach" in plan and "DAPO" in plan
-    assert "2 conditions × 3 seeds = 6 runs of 200 RL steps" in plan
+    assert "2 conditions × 5 seeds = 10 runs of 200 RL steps" in plan
     assert not launch_button(at).disabled
     assert params(at) == {}
 
@@ -106,7 +106,7 @@ def test_grid_template_reports_a_mistyped_field(data_dir) -> None:
     assert launch_button(at).disabled
     by_key(at.text_area, "hyp.grid").set_value("grid:\n  lr: [0.001, 0.002]\n").run()
     assert not at.error
-    assert any("2 conditions × 3 seeds" in c.value for c in at.caption)
+    assert any("2 conditions × 5 seeds" in c.value for c in at.caption)
 
 
 def test_launch_records_the_sweep_and_watches_it(data_dir, monkeypatch) -> None:
@@ -114,7 +114,7 @@ def test_launch_records_the_sweep_and_watches_it(data_dir, monkeypatch) -> None:
     launch_button(at).click().run()
     no_exceptions(at)
     (spec,) = monkeypatch.launched
-    assert spec.name.startswith("hyp-ab-") and spec.seeds == [0, 1, 2]
+    assert spec.name.startswith("hyp-ab-") and spec.seeds == [0, 1, 2, 3, 4]
     assert [p.condition for p in sw.expand(spec)][:2] == ["dapo", "vl_norm"]
     assert spec.name in str(at.query_params["sweep"])
     assert sw.get_sweep(Store(data_dir), spec.name) is not None
@@ -176,4 +176,4 @@ def test_bad_url_falls_back_with_notices(data_dir) -> None:
     text = " ".join(w.value for w in at.warning)
     assert "template" in text and "seeds" in text and "missing" in text and "bogus" in text
     assert by_key(at.radio, "hyp.template").value == "ab"
-    assert by_key(at.number_input, "hyp.seeds").value == 3
+    assert by_key(at.number_input, "hyp.seeds").value == 5
