@@ -65,6 +65,7 @@ FW_FIELDS = (
     "num_processes",
     "max_len",
     "verl_engine",
+    "verl_version",
     "norm_width",
 )
 MAX_STEP_ANSWERS = 4096  # answers per optimizer step the framework view will draw
@@ -355,7 +356,15 @@ with c2:
     with d4:
         number_field(TrainerSetup, "max_len", "fw.max_len", "M (max length)")
     if framework == "verl":
-        e1, e2, e3 = st.columns(3)
+        e0, e1, e2, e3 = st.columns(4)
+        with e0:
+            st.radio(
+                "verl version",
+                ["0.8", "0.7"],
+                key="fw.verl_version",
+                horizontal=True,
+                help=TrainerSetup.model_fields["verl_version"].description,
+            )
         with e1:
             st.radio(
                 "verl engine",
@@ -393,6 +402,7 @@ try:
         num_processes=st.session_state["fw.num_processes"],
         max_len=st.session_state["fw.max_len"],
         verl_engine=st.session_state["fw.verl_engine"] if framework == "verl" else "legacy",
+        verl_version=st.session_state["fw.verl_version"] if framework == "verl" else "0.8",
         norm_width=st.session_state["fw.norm_width"] if framework == "verl" else "configured",
         loss_scale_factor=scale_factor or None,
     )

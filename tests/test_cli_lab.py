@@ -5,20 +5,34 @@ from __future__ import annotations
 import json
 import re
 
+import pytest
+
 from vlsim.cli import main
 
 
-def test_lab_help_prints_one_default_per_option(capsys) -> None:
+def _help(capsys, *command: str) -> str:
     try:
-        main(["lab", "--help"])
+        main([*command, "--help"])
     except SystemExit as stop:
         assert stop.code == 0
-    text = capsys.readouterr().out
+    return capsys.readouterr().out
+
+
+def test_lab_help_prints_one_default_per_option(capsys) -> None:
+    text = _help(capsys, "lab")
     options = re.split(r"\n  (?=-)", text)  # one block per option (its wrapped lines)
     assert len(options) > 15
     assert "(default: 4096)" in text
     assert "(default: None)" not in text
     for option in options:
+        assert option.count("(default:") <= 1, option
+
+
+@pytest.mark.parametrize("command", [("train",), ("sweep",)])
+def test_every_command_prints_one_default_per_option(capsys, command) -> None:
+    text = _help(capsys, *command)
+    assert "(default: None)" not in text
+    for option in re.split(r"\n  (?=-)", text):
         assert option.count("(default:") <= 1, option
 
 

@@ -208,7 +208,6 @@ def register(sub: argparse._SubParsersAction) -> None:
         "`sweep report SPEC_OR_NAME` prints the table and verdicts of stored runs; "
         "`sweep list` lists stored sweeps. Ctrl-C stops cleanly (twice: at once).",
         usage=USAGE,
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument(
         "target", nargs="+", metavar="SPEC", help="spec file; or: report SPEC_OR_NAME; or: list"

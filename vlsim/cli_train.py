@@ -305,7 +305,6 @@ def register(sub: argparse._SubParsersAction) -> None:
         "preset and a --config file; comma-separated values (--aggregator grpo,vl_norm --seed "
         "0,1) train one run per combination, as one job. Ctrl-C or SIGTERM stops cleanly after "
         "the step; `runs resume ID` continues.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     train.add_argument("--preset", default="default", choices=list(PRESETS), help="starting point")
     train.add_argument("--config", help="JSON or YAML file with TrainConfig fields")
