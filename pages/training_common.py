@@ -12,14 +12,13 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import annotated_types
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
 from pages.charts import COLORS, MICRO_BATCH_COLORS
-from pages.common import number_field, seed_widgets
+from pages.common import number_field
 from vlsim.aggregators import AGGREGATORS
 from vlsim.analysis import METRIC_LABELS, probe_table, smooth
 from vlsim.jobs import JobManager
@@ -138,39 +137,10 @@ TRACE_FORMAT = (
 )
 
 
-def allowed_range(field) -> str:
-    """'2 to 1024', 'more than 0, at most 1', 'at least 0' for a pydantic field's bounds."""
-    lo = hi = ""
-    for meta in field.metadata:
-        if isinstance(meta, annotated_types.Ge):
-            lo = f"at least {meta.ge:g}"
-        elif isinstance(meta, annotated_types.Gt):
-            lo = f"more than {meta.gt:g}"
-        elif isinstance(meta, annotated_types.Le):
-            hi = f"at most {meta.le:g}"
-        elif isinstance(meta, annotated_types.Lt):
-            hi = f"less than {meta.lt:g}"
-    if lo.startswith("at least") and hi.startswith("at most"):
-        return f"{lo.removeprefix('at least ')} to {hi.removeprefix('at most ')}"
-    return ", ".join(p for p in (lo, hi) if p) or "any number"
-
-
 def open_number_field(model_cls, name: str, key: str, label: str) -> Any:
-    """A number_input that accepts any number, so validation (not the browser) says what is
-    allowed: an out-of-range value blocks the action with a message instead of silently
-    keeping the old value."""
-    field = model_cls.model_fields[name]
-    is_int = field.annotation is int
-    default = None if field.is_required() else field.get_default(call_default_factory=True)
-    seed_widgets({key: default})
-    big = abs(default or 0) >= 10
-    return st.number_input(
-        label,
-        key=key,
-        step=(10 if big else 1) if is_int else (10.0 if big else 0.05),
-        format=None if is_int else "%g",
-        help=f"{field.description or ''} Allowed: {allowed_range(field)}.",
-    )
+    """A number box without browser bounds: an out-of-range value blocks the action with a
+    message instead of silently keeping the old value (see pages.common.number_field)."""
+    return number_field(model_cls, name, key, label, widget_bounds=False)
 
 
 def stop_message(results: Mapping[int, str], labels: Mapping[int, str]) -> str:
