@@ -717,7 +717,9 @@ def run_in_memory(
             trainer = Trainer(cfg, cache_dir=cache)
         finally:
             lock.release()
-        run_training(trainer, sink)
+        from vlsim.probes import probe_policy
+
+        run_training(trainer, sink, probe_fn=probe_policy)
     except Exception as err:  # noqa: BLE001 - sent back; the driver marks the run failed
         out["status"] = "failed"
         out["error"] = f"{type(err).__name__}: {err}\n{traceback.format_exc(limit=6)}"
