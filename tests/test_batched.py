@@ -106,9 +106,13 @@ def test_packed_pass_equals_padded_pass() -> None:
         policy = StackedPolicy.from_models(models)
         logp, entropy = token_logprobs(policy, prompt, tokens, buckets, [1.0, 0.7])
         W = logp.shape[2]
-        loss = sum(
-            aggregate("dapo", -logp[k] * adv[k, :, None], mask[k, :, :W], 4, M) for k in range(K)
-        ) + (entropy * mask[..., :W]).sum() * 1e-3
+        loss = (
+            sum(
+                aggregate("dapo", -logp[k] * adv[k, :, None], mask[k, :, :W], 4, M)
+                for k in range(K)
+            )
+            + (entropy * mask[..., :W]).sum() * 1e-3
+        )
         loss.backward()
         return loss.detach(), {n: p.grad for n, p in policy.params.items()}
 

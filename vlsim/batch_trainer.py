@@ -22,7 +22,7 @@ from vlsim.advantages import group_advantages
 from vlsim.aggregators import aggregate, weights
 from vlsim.batched import StackedPolicy, plan_buckets, token_logprobs
 from vlsim.config import TrainConfig
-from vlsim.countdown import CharTokenizer, make_splits, prompt_width
+from vlsim.countdown import CharTokenizer, make_splits
 from vlsim.model import TinyGPT, pick_device
 from vlsim.rollout import StackedRollouts, rollout_stacked
 from vlsim.stacked_optim import StackedAdamW
@@ -122,7 +122,7 @@ class BatchTrainer:
     def step(self) -> list[dict[str, Any] | None]:
         """One RL step of every run with steps left; its record, or None for finished runs."""
         cfgs, K, t0 = self.cfgs, self.K, time.perf_counter()
-        B, G, M = cfgs[0].prompts_per_step, cfgs[0].group_size, cfgs[0].max_new_tokens
+        B, G = cfgs[0].prompts_per_step, cfgs[0].group_size
         active = self.active()
         problems, generators = [], []
         for k in range(K):
@@ -157,7 +157,9 @@ class BatchTrainer:
             self.padded_fraction = buckets.padded_fraction
             for _ in range(cfgs[0].inner_epochs):
                 tb = time.perf_counter()
-                losses, stats = policy_loss(self.policy, ro, adv, keep, cfgs, buckets, self.reference)
+                losses, stats = policy_loss(
+                    self.policy, ro, adv, keep, cfgs, buckets, self.reference
+                )
                 self.optimizer.zero_grad()
                 torch.stack(losses).sum().backward()  # policy k's loss reaches only slice k
                 to = time.perf_counter()
@@ -356,7 +358,11 @@ def policy_loss(
 
 
 def _step_record(
-    ro: StackedRollouts, k: int, cfg: TrainConfig, informative: torch.Tensor, updated: bool,
+    ro: StackedRollouts,
+    k: int,
+    cfg: TrainConfig,
+    informative: torch.Tensor,
+    updated: bool,
     grad_norm: float,
 ) -> dict[str, Any]:
     """The sampling-side metrics of run k's step (CleanRL-style names)."""

@@ -136,9 +136,7 @@ class StackedPolicy:
         P, cfg = self.params, self.config
         past = 0 if cache is None else cache.length
         if start is None and past + T > cfg.block_size:
-            raise ValueError(
-                f"sequence of {past + T} tokens exceeds block_size={cfg.block_size}"
-            )
+            raise ValueError(f"sequence of {past + T} tokens exceeds block_size={cfg.block_size}")
         kk = torch.arange(K, device=idx.device)[:, None, None]  # (K, 1, 1)
         pos = torch.arange(T, device=idx.device) + (past if start is None else start)  # (T,)
         x = P["wte.weight"][kk, idx] + P["wpe.weight"][:, pos][:, None]  # (K, N, T, C)
@@ -339,9 +337,9 @@ def sample_stacked(
         noise = torch.stack(
             [torch.rand(N, M, generator=g, device=device) for g in generators]
         )  # (K, N, M)
-    temp = torch.tensor(
-        [t if t > 0 else 1.0 for t in temperatures], device=device
-    )[:, None, None]  # (K, 1, 1)
+    temp = torch.tensor([t if t > 0 else 1.0 for t in temperatures], device=device)[
+        :, None, None
+    ]  # (K, 1, 1)
     tokens = torch.full((K, N, M), pad_id, dtype=torch.long, device=device)
     logprobs = torch.zeros(K, N, M, device=device)
     lengths = torch.full((K, N), M, dtype=torch.long, device=device)
@@ -379,10 +377,8 @@ def sample_stacked(
                 order = torch.argsort((~live).to(torch.int8), dim=1, stable=True)[:, :n_live]
                 rows, tok, live = rows.gather(1, order), tok.gather(1, order), live.gather(1, order)
                 cache.select_rows(order)
-        if static:
-            logits = decode.step(tok, Tp + t)
-        else:
-            logits = policy(tok[..., None], cache)[:, :, -1]  # (K, n, V) one step
+        # (K, n, V) one step
+        logits = decode.step(tok, Tp + t) if static else policy(tok[..., None], cache)[:, :, -1]
     mask = torch.arange(M, device=device) < lengths[..., None]  # (K, N, M)
     ended = (tokens == eos_id).any(dim=2)  # (K, N)
     return SampleOutput(tokens, lengths, ~ended, logprobs, mask)

@@ -6,6 +6,7 @@ Shapes: N or B = rows (answers), T = time, C = n_embd, H = heads, D = head size,
 from __future__ import annotations
 
 import math
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F

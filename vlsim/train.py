@@ -91,7 +91,10 @@ class Trainer:
         self.cfg = cfg
         self.device = self.batch.device
         self.tokenizer = self.batch.tokenizer
-        self.train_problems, self.test_problems = self.batch.train_problems, self.batch.test_problems
+        self.train_problems, self.test_problems = (
+            self.batch.train_problems,
+            self.batch.test_problems,
+        )
         self.warmstart_info = self.batch.warmstart_info[0]
         self.generator = self.batch.generators[0]
         self.rng = self.batch.rngs[0]
@@ -170,7 +173,9 @@ def run_batch(
         done = [r is not None for r in records]
         last = [done[k] and trainer.step_index[k] == cfgs[k].steps for k in range(K)]
         evaluate = [
-            done[k] and bool(cfgs[k].eval_every) and ((steps[k] + 1) % cfgs[k].eval_every == 0 or last[k])
+            done[k]
+            and bool(cfgs[k].eval_every)
+            and ((steps[k] + 1) % cfgs[k].eval_every == 0 or last[k])
             for k in range(K)
         ]
         evals = trainer.evaluate() if any(evaluate) else None
@@ -186,8 +191,10 @@ def run_batch(
             sinks[k].log_metrics(step, record)
             if _due(step, cfg.sample_log_every, last[k]):
                 sinks[k].log_samples(step, trainer.sample_records(k))
-            if paths[k] is not None and cfg.checkpoint_every and (
-                (step + 1) % cfg.checkpoint_every == 0 or last[k]
+            if (
+                paths[k] is not None
+                and cfg.checkpoint_every
+                and ((step + 1) % cfg.checkpoint_every == 0 or last[k])
             ):
                 trainer.save_checkpoint(k, paths[k])
             if on_step:

@@ -107,5 +107,3 @@ def warm_start(
         torch.save({"model": model.state_dict(), "info": info}, tmp)
         tmp.replace(path)  # atomic: a crash never leaves a half-written cache
     return model, {**info, "cached": False}
-
-
