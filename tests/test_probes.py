@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 import vlsim.probes as probes
+import vlsim.rollout
 import vlsim.train as train
 from vlsim.config import preset_config
 from vlsim.model import TinyGPT, model_config
@@ -333,7 +334,7 @@ def odd_length_reward(texts, problems, truncated, format_reward):
 
 
 def test_probe_policy_record(trainer, monkeypatch):
-    monkeypatch.setattr(train, "score", odd_length_reward)
+    monkeypatch.setattr(vlsim.rollout, "score", odd_length_reward)
     state = trainer.generator.get_state()
     rec = probe_policy(trainer)
     assert torch.equal(trainer.generator.get_state(), state)  # training draws untouched
@@ -360,6 +361,6 @@ def test_probe_policy_record(trainer, monkeypatch):
 
 def test_run_training_logs_probes(trainer):
     sink = train.MemorySink()
-    train.run_training(trainer, sink)
+    train.run_training(trainer, sink, probe_fn=probe_policy)
     assert [p["step"] for p in sink.probes] == [0]
     assert "aggregators" in sink.probes[0]
