@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from vlsim import batch_runner
 from vlsim.aggregators import aggregate
 from vlsim.batch_runner import execute_batch, policy_bytes
 from vlsim.batch_trainer import BatchTrainer, check_batchable
@@ -185,8 +186,10 @@ def test_sample_records_keep_two_groups_in_full(warm_cache) -> None:
                if s["reward"] != mean)  # fmt: skip
 
 
-def test_execute_batch_stores_each_run_and_resumes(tmp_path) -> None:
+@pytest.mark.parametrize("per_pass", [1, 2])
+def test_execute_batch_stores_each_run_and_resumes(per_pass, tmp_path, monkeypatch) -> None:
     """A stopped batch leaves every run 'stopped' with its metrics; resuming finishes all."""
+    monkeypatch.setattr(batch_runner, "CPU_POLICIES_PER_PASS", per_pass)
     cfgs = [small_config(steps=4, seed=s, checkpoint_every=1, sample_log_every=2) for s in (0, 1)]
     with Store(tmp_path) as store:
         ids = [create_training_run(store, c) for c in cfgs]
