@@ -1,17 +1,16 @@
-"""Tests for the tiny transformer policy, its KV cache and batched sampling."""
+"""Tests for the tiny transformer policy and sampling (one policy: K = 1 of the stacked code)."""
 
 import pytest
 import torch
 from pydantic import ValidationError
 
+from vlsim.batched import SampleOutput, StackedCache, StackedPolicy, sample
 from vlsim.model import (
     MODEL_SIZES,
     ModelConfig,
-    SampleOutput,
     TinyGPT,
     model_config,
     pick_device,
-    sample,
     sequence_logprobs,
 )
 
@@ -83,15 +82,16 @@ def test_config_validation_names_the_field(kwargs, field):
 
 def test_kv_cache_matches_full_forward():
     model = make_model("small")
+    policy = StackedPolicy.of_model(model)
     idx = torch.randint(0, VOCAB, (4, 20))
     with torch.no_grad():
         full = model(idx)  # (4, 20, V)
-        cache = model.new_cache(4)
-        parts = [model(idx[:, :7], cache)]  # prefill
-        parts += [model(idx[:, t : t + 1], cache) for t in range(7, 12)]  # one token at a time
-        parts.append(model(idx[:, 12:], cache))  # a chunk after a cached prefix
+        cache = StackedCache(model.config, 1, 4, 64, model.wte.weight)
+        parts = [policy(idx[None, :, :7], cache)]  # prefill
+        parts += [policy(idx[None, :, t : t + 1], cache) for t in range(7, 12)]  # one at a time
+        parts.append(policy(idx[None, :, 12:], cache))  # a chunk after a cached prefix
     assert cache.length == 20
-    torch.testing.assert_close(torch.cat(parts, dim=1), full, atol=1e-5, rtol=0)
+    torch.testing.assert_close(torch.cat(parts, dim=2)[0], full, atol=1e-5, rtol=0)
 
 
 def check_sample_invariants(out: SampleOutput, M: int) -> None:

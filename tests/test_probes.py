@@ -10,6 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import vlsim.rollout
 import vlsim.train as train
 from vlsim.advantages import group_advantages
 from vlsim.aggregators import _weights_unchecked
@@ -500,7 +501,7 @@ def odd_length_reward(texts, problems, truncated, format_reward):
 
 
 def test_probe_policy_record(trainer, monkeypatch):
-    monkeypatch.setattr(train, "score", odd_length_reward)
+    monkeypatch.setattr(vlsim.rollout, "score", odd_length_reward)
     state = trainer.generator.get_state()
     rec = probe_policy(trainer)
     assert torch.equal(trainer.generator.get_state(), state)  # training draws untouched
@@ -528,3 +529,10 @@ def test_probe_policy_record(trainer, monkeypatch):
     assert projected["meta"]["dim"] == 8 and projected["meta"]["params"] > 8
     small = probe_policy(trainer, trainer.cfg.probe.model_copy(update={"rollouts": 4}))
     assert small["meta"]["group_size"] == 3 and "groups of 3" in small["meta"]["note"]
+
+
+def test_run_training_logs_probes(trainer):
+    sink = train.MemorySink()
+    train.run_training(trainer, sink, probe_fn=probe_policy)
+    assert [p["step"] for p in sink.probes] == [0]
+    assert "aggregators" in sink.probes[0]

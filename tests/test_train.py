@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 import torch
 
+import vlsim.batch_trainer as batch_module
 import vlsim.train as train_module
+from vlsim.batched import plan_buckets
 from vlsim.config import preset_config
 from vlsim.store import Store
 from vlsim.train import MemorySink, Trainer, run_training
@@ -40,7 +42,7 @@ def warm_cache(tmp_path_factory) -> Path:
 
 def test_rl_step_changes_parameters_only_through_aggregate(monkeypatch, warm_cache) -> None:
     calls = []
-    real = train_module.aggregate
+    real = batch_module.aggregate
 
     def spy(name, token_loss, mask, group_size, max_len, alpha=1.0, scope="group"):
         calls.append((name, tuple(token_loss.shape), group_size, max_len, alpha, scope))
@@ -52,7 +54,7 @@ def test_rl_step_changes_parameters_only_through_aggregate(monkeypatch, warm_cac
     )
     trainer = Trainer(cfg, cache_dir=warm_cache)
     before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
-    monkeypatch.setattr(train_module, "aggregate", spy)
+    monkeypatch.setattr(batch_module, "aggregate", spy)
     for _ in range(2):
         trainer.step()
     assert calls and all(
@@ -63,7 +65,7 @@ def test_rl_step_changes_parameters_only_through_aggregate(monkeypatch, warm_cac
     for k, v in trainer.model.state_dict().items():
         torch.testing.assert_close(v, before[k], rtol=0, atol=0, msg=k)
 
-    monkeypatch.setattr(train_module, "aggregate", real)
+    monkeypatch.setattr(batch_module, "aggregate", real)
     trainer.step()
     changed = any(not torch.equal(v, before[k]) for k, v in trainer.model.state_dict().items())
     assert changed
@@ -72,17 +74,21 @@ def test_rl_step_changes_parameters_only_through_aggregate(monkeypatch, warm_cac
 def test_policy_loss_equals_aggregate_of_the_clipped_token_losses(warm_cache) -> None:
     cfg = tiny_config(aggregator="dapo")
     trainer = Trainer(cfg, cache_dir=warm_cache)
+    batch = trainer.batch
     problems = trainer.train_problems[: cfg.prompts_per_step]
-    ro = train_module.rollout(
-        trainer.model, problems, cfg, trainer.tokenizer, trainer.generator, cfg.group_size
+    ro = train_module.rollout_stacked(
+        batch.policy, [problems], [cfg], trainer.tokenizer, [trainer.generator], cfg.group_size
     )
-    adv = torch.linspace(-1, 1, ro.tokens.shape[0])
-    loss, stats = train_module.policy_loss(trainer.model, ro, adv, cfg)
+    N = ro.tokens.shape[1]
+    adv = torch.linspace(-1, 1, N)[None]  # (1, N)
+    keep = torch.ones(1, N, dtype=torch.bool)
+    buckets = plan_buckets(ro.lengths, ro.prompts.shape[2])
+    losses, stats = train_module.policy_loss(batch.policy, ro, adv, keep, [cfg], buckets)
     # On-policy (ratio = 1): token loss is -A, so dapo's loss is -sum_i A_i L_i / sum L.
-    L = ro.lengths.float()
-    expected = -(adv * L).sum() / L.sum()
-    assert loss.item() == pytest.approx(float(expected), abs=1e-4)
-    assert stats["losses/clip_fraction"] == pytest.approx(0.0, abs=1e-6)
+    L = ro.lengths[0].float()
+    expected = -(adv[0] * L).sum() / L.sum()
+    assert losses[0].item() == pytest.approx(float(expected), abs=1e-4)
+    assert stats[0]["losses/clip_fraction"] == pytest.approx(0.0, abs=1e-6)
 
 
 def test_truncated_answers_get_zero_reward() -> None:

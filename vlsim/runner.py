@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from vlsim.config import LabConfig, TrainConfig
+from vlsim.probes import probe_policy
 from vlsim.store import Store
 from vlsim.train import Trainer, run_training
 
@@ -86,7 +87,9 @@ def execute_run(
         ckpt = checkpoint_path(store, run_id)
         if ckpt.exists():
             trainer.load_checkpoint(ckpt)
-        done = run_training(trainer, StoreSink(store, run_id), ckpt, should_stop, on_step)
+        done = run_training(
+            trainer, StoreSink(store, run_id), ckpt, should_stop, on_step, probe_fn=probe_policy
+        )
     except KeyboardInterrupt:
         store.set_status(run_id, "stopped", error="interrupted")
         raise

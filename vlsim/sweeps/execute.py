@@ -41,6 +41,7 @@ from typing import Any, Literal
 from vlsim.config import TrainConfig
 from vlsim.jobs import END, JobManager, WarmstartLock, python_env, set_threads
 from vlsim.liveness import Heartbeat, process_alive
+from vlsim.probes import probe_policy
 from vlsim.runner import lab_records
 from vlsim.stopping import StopFlag
 from vlsim.store import RunInfo, Store
@@ -114,7 +115,7 @@ def run_in_memory(
             trainer = Trainer(cfg, cache_dir=cache)
         finally:
             lock.release()
-        run_training(trainer, sink)
+        run_training(trainer, sink, probe_fn=probe_policy)
     except Exception as err:  # noqa: BLE001 - sent back; the driver marks the run failed
         out["status"] = "failed"
         out["error"] = f"{type(err).__name__}: {err}\n{traceback.format_exc(limit=6)}"
