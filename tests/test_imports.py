@@ -9,11 +9,6 @@ import vlsim
 
 PACKAGE = Path(vlsim.__file__).resolve().parent
 
-KNOWN_CYCLE_EDGES: set[tuple[str, str]] = {("vlsim.train", "vlsim.probes")}
-"""Edges tolerated while they are being removed: train -> probes closes the train <-> probes
-cycle. This set must be empty once train no longer imports probes."""
-
-
 def module_name(path: Path) -> str:
     """vlsim/sweeps/plan.py -> vlsim.sweeps.plan; vlsim/sweeps/__init__.py -> vlsim.sweeps."""
     parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
@@ -80,17 +75,8 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
 
 def test_no_import_cycles() -> None:
     graph = import_graph()
-    for a, b in KNOWN_CYCLE_EDGES:
-        graph.get(a, set()).discard(b)
     cycle = find_cycle(graph)
     assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
-
-
-def test_known_cycle_edges_still_exist() -> None:
-    """An allow-listed edge that is gone must leave the list (so the list empties)."""
-    graph = import_graph()
-    stale = [f"{a} -> {b}" for a, b in KNOWN_CYCLE_EDGES if b not in graph.get(a, set())]
-    assert not stale, f"remove from KNOWN_CYCLE_EDGES (no longer imported): {', '.join(stale)}"
 
 
 def test_the_engine_never_imports_streamlit() -> None:
