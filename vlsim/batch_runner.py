@@ -25,9 +25,9 @@ from vlsim.store import Store
 from vlsim.train import run_batch
 
 CPU_POLICIES_PER_PASS = 1
-"""Policies per pass on CPU. The training pass is compute-bound there, and
-benchmarks/bench_batched.py measured stacked passes no faster per policy than one policy at a
-time on 2 cores (see README's speed table), so CPU batches train one run after another."""
+"""Policies per pass on CPU. The training pass is compute-bound on 2 cores: a stacked pass of
+K = 8 ran at 0.6-0.8x the per-policy speed of one policy at a time, so CPU batches train their
+runs one after another (re-measure with benchmarks/bench_batched.py before raising this)."""
 
 MEMORY_SHARE = 0.6
 """Share of the device's free memory a batch may plan to use."""
