@@ -25,9 +25,10 @@ from vlsim.store import Store
 from vlsim.train import run_batch
 
 CPU_POLICIES_PER_PASS = 1
-"""Policies per pass on CPU. The training pass is compute-bound there, and
-benchmarks/bench_batched.py measured stacked passes no faster per policy than one policy at a
-time on 2 cores (see README's speed table), so CPU batches train one run after another."""
+"""Policies per pass on CPU. The training pass is compute-bound there: on the default preset
+(1 thread) K = 4 stacked reached 1.19-1.20 policy-steps/s against 1.17-1.23 for one policy at
+a time, no gain, so CPU batches train their runs one after another (separate processes then
+use separate cores). Re-measure with benchmarks/bench_batched.py before raising this."""
 
 MEMORY_SHARE = 0.6
 """Share of the device's free memory a batch may plan to use."""
