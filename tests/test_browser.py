@@ -240,13 +240,13 @@ def test_length_lab_controls_change_the_charts(page, server):
     wait_chart_change(page, "variance_chart", before_var)
     expect(page.get_by_text("G = 4 answers")).to_be_visible()
 
-    # length family: pareto -> lognormal; the histogram is redrawn from other lengths
-    expect(select_input(page, "lab.kind")).to_have_value("pareto (long tail)")
-    choose(page, "lab.kind", "lognormal")
+    # length family: log-normal -> Pareto; the histogram is redrawn from other lengths
+    expect(select_input(page, "lab.kind")).to_have_value("Log-normal")
+    choose(page, "lab.kind", "Pareto (long tail)")
     assert_clean(page)
-    expect(select_input(page, "lab.kind")).to_have_value("lognormal")
-    expect(page).to_have_url(re.compile(r"[?&]lengths\.kind=lognormal(&|$)"))
-    assert by_key(page, "lab.lognormal.sigma").count() == 1  # the family's own parameters
+    expect(select_input(page, "lab.kind")).to_have_value("Pareto (long tail)")
+    expect(page).to_have_url(re.compile(r"[?&]lengths\.kind=pareto(&|$)"))
+    assert by_key(page, "lab.pareto.shape").count() == 1  # the family's own parameters
     wait_chart_change(page, "length_hist", before_hist)
     screenshot(page, "lab-after")
 
@@ -263,7 +263,7 @@ def test_length_lab_link_sets_the_widgets(page, server):
     expect(number_input(page, "lab.group_size")).to_have_value("8")
     expect(number_input(page, "lab.n_groups")).to_have_value("4")
     expect(number_input(page, "lab.n_batches")).to_have_value("2000")
-    expect(select_input(page, "lab.kind")).to_have_value("lognormal")
+    expect(select_input(page, "lab.kind")).to_have_value("Log-normal")
     expect(number_input(page, "lab.lognormal.sigma")).to_have_value("1.2")
     expect(slider_input(page, "lab.alpha")).to_have_value("0.5")
     assert page.locator('[data-testid="stAlertContentWarning"]').count() == 0

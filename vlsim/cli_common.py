@@ -58,7 +58,9 @@ def add_model_options(
         dest = f"{prefix}.{name}" if prefix else name
         flag = "--" + dest.replace(".", "-").replace("_", "-")
         default = field.get_default(call_default_factory=True)
-        help_text = f"{field.description or ''} (default: {default})"
+        help_text = field.description or ""
+        if "(default:" not in help_text:  # a description may say its default in words
+            help_text += f" (default: {default})"
         choices = None
         if typing.get_origin(field.annotation) is typing.Literal:
             choices = list(typing.get_args(field.annotation))
