@@ -278,9 +278,7 @@ with outputs:
             "vl_norm": f"VL Norm (α={alpha:g}{', batch' if scope == 'batch' else ''})",
             OPTIMAL: "Optimal (oracle)",
         }
-        book.show(
-            charts.weights_figure(weights, L, labels), key="weights_chart"
-        )
+        book.show(charts.weights_figure(weights, L, labels), key="weights_chart")
 if calc_error is None:
     rows = []
     for name, x in weights.items():

@@ -28,6 +28,7 @@ from pages.common import (
     show_notices,
     write_url,
 )
+from pages.export import ChartBook, chart_config
 from pages.training_common import (
     METRIC_LABELS,
     data_dir,
@@ -422,10 +423,13 @@ def watch(name: str) -> None:
 
     level = spec.analysis.level
     threshold = spec.analysis.threshold if spec.kind == "train" else None
+    fig = bands_figure(report.bands(), report.metric, threshold, level)
+    fmt = st.session_state.get(f"{PAGE}.export_format", "png")
     st.plotly_chart(
-        bands_figure(report.bands(), report.metric, threshold, level),
+        fig,
         width="stretch",
         key=f"{K}bands",
+        config=chart_config(f"{spec.name} {fig.layout.title.text or 'bands'}", fmt),
     )
     st.markdown(f"**Per condition** ({100 * level:g}% CIs: {METHODS})")
     st.dataframe(sw.summary_text(report), hide_index=True, width="stretch", key=f"{K}summary")
@@ -462,6 +466,12 @@ def watch(name: str) -> None:
         st.rerun()  # the sweep ended: redraw once without the timer
     st.session_state["_hyp_was_active"] = active
 
+
+with st.sidebar:
+    # one chart, redrawn by a fragment while a sweep runs: its camera button is the export (an
+    # "export all" file prepared in a fragment that redraws every three seconds could be replaced
+    # while a user clicks it)
+    ChartBook(PAGE, "Hypotheses").format_picker()
 
 name = st.session_state[f"{K}sweep"]
 if name:

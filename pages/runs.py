@@ -211,9 +211,7 @@ shown = [
         or name_filter in (r.group_name or "").lower()
     )
 ]
-st.dataframe(
-    table_rows(shown), hide_index=True, height=min(400, 38 + 35 * len(shown))
-)
+st.dataframe(table_rows(shown), hide_index=True, height=min(400, 38 + 35 * len(shown)))
 
 options = list(dict.fromkeys([r.id for r in shown] + st.session_state[f"{K}runs"]))
 st.multiselect(
@@ -276,9 +274,7 @@ if selected:
         key=f"{K}overlay",
     )
 else:
-    book.show(
-        empty_figure("curves", "select runs to compare"), key=f"{K}overlay"
-    )
+    book.show(empty_figure("curves", "select runs to compare"), key=f"{K}overlay")
 
 # ----------------------------------------------------------------------------- threshold
 
