@@ -130,7 +130,7 @@ def bands_figure(
                     hoverinfo="skip",
                     showlegend=False,
                     legendgroup=cond,
-                    name=f"{cond} band",
+                    name=f"{sw.condition_display(cond)} band",
                 )
             )
         fig.add_trace(
@@ -138,12 +138,12 @@ def bands_figure(
                 x=df["step"],
                 y=df["mean"],
                 mode="lines+markers",
-                name=cond,
+                name=sw.condition_display(cond),
                 legendgroup=cond,
                 line={"color": color, "width": 2},
                 marker={"size": 5},
                 customdata=df["n"],
-                hovertemplate=f"{cond}<br>step %{{x}}: %{{y:.3f}} (%{{customdata}} seeds)<extra></extra>",
+                hovertemplate=f"{sw.condition_display(cond)}<br>step %{{x}}: %{{y:.3f}} (%{{customdata}} seeds)<extra></extra>",
             )
         )
     if not fig.data:
