@@ -26,6 +26,7 @@ from pages.common import (
     show_notices,
     write_url,
 )
+from pages.export import ChartBook
 from vlsim.aggregators import AGGREGATORS, ALPHA_RANGE, VL_NORM_BATCH_LATEX
 from vlsim.aggregators import weights as aggregator_weights
 from vlsim.config import LabConfig, format_errors
@@ -131,6 +132,7 @@ if "_agg_pending_text" in st.session_state:  # lengths edited in the table
 # ----------------------------------------------------------------------------- formulas
 
 st.title("Aggregators")
+book = ChartBook(PAGE, "Aggregators")
 st.markdown(
     "Every aggregator computes $\\text{loss} = \\sum_k \\sum_i x_{k,i} \\sum_t "
     "\\ell_{k,i,t}$ over $B$ prompts with $G$ answers each; answer $(k,i)$ has $L_{k,i}$ tokens "
@@ -276,9 +278,7 @@ with outputs:
             "vl_norm": f"VL Norm (α={alpha:g}{', batch' if scope == 'batch' else ''})",
             OPTIMAL: "Optimal (oracle)",
         }
-        st.plotly_chart(
-            charts.weights_figure(weights, L, labels), width="stretch", key="weights_chart"
-        )
+        book.show(charts.weights_figure(weights, L, labels), key="weights_chart")
 if calc_error is None:
     rows = []
     for name, x in weights.items():
@@ -454,11 +454,10 @@ elif setup is not None:
         )
         if view.equivalent is None:
             label += " (for comparison)"
-        st.plotly_chart(
+        book.show(
             charts.framework_figure(
                 view.weights, step_lengths, view.micro_batch, view.process, equivalent, label
             ),
-            width="stretch",
             key="framework_chart",
         )
         m1, m2, m3 = st.columns(3)
@@ -495,5 +494,11 @@ if calc_now is not None:
     params.update({CALC + k: v for k, v in to_query(calc_now, CALC_DEFAULT).items()})
 if setup is not None:
     params.update({FW + k: v for k, v in to_query(setup, FW_DEFAULT).items()})
+
+with st.sidebar:
+    st.subheader("Charts for slides")
+    book.format_picker()
+    book.download_all()
+
 write_url(PAGE, params)
 remember_widgets(PAGE, ("agg.", "fw."))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from pages.export import ChartBook
 from pages.training_common import (
     TRACE_FORMAT,
     aggregator_label,
@@ -122,6 +123,9 @@ def live_view(group: str) -> None:
     runs = [(info, run_metrics(info)) for info in infos]
     colors = run_colors(infos)
     manager = get_manager()
+    # charts export at slide resolution; no "export all" here: the fragment redraws every two
+    # seconds, which would replace a download's prepared file while a user clicks it
+    book = ChartBook("arena", f"Training Arena: {group}")
 
     st.subheader("Runs")
     for info, df in runs:
@@ -161,6 +165,7 @@ def live_view(group: str) -> None:
         st.success(st.session_state["_arena_stopped"], icon=":material/stop_circle:")
 
     st.subheader("Curves")
+    book.format_picker()
     c1, c2 = st.columns(2)
     with c1:
         smoothing = st.slider(
@@ -183,7 +188,7 @@ def live_view(group: str) -> None:
         )
     c1, c2 = st.columns(2)
     with c1:
-        st.plotly_chart(
+        book.show(
             curves_figure(
                 runs,
                 "eval/mean_at_k",
@@ -192,20 +197,18 @@ def live_view(group: str) -> None:
                 dash_metric="eval/accuracy_greedy",
                 x=x_axis,
             ),
-            width="stretch",
             key=f"{K}chart.acc",
         )
     with c2:
-        st.plotly_chart(
+        book.show(
             curves_figure(
                 runs, "charts/reward_mean", "training reward", smoothing, colors, x=x_axis
             ),
-            width="stretch",
             key=f"{K}chart.reward",
         )
     c1, c2 = st.columns(2)
     with c1:
-        st.plotly_chart(
+        book.show(
             curves_figure(
                 runs,
                 "charts/response_length_mean",
@@ -215,15 +218,13 @@ def live_view(group: str) -> None:
                 band=("charts/response_length_p10", "charts/response_length_p90"),
                 x=x_axis,
             ),
-            width="stretch",
             key=f"{K}chart.length",
         )
     with c2:
-        st.plotly_chart(
+        book.show(
             curves_figure(
                 runs, "grad/norm", "gradient norm (before clipping)", smoothing, colors, x=x_axis
             ),
-            width="stretch",
             key=f"{K}chart.grad",
         )
     st.caption(
@@ -257,21 +258,18 @@ def live_view(group: str) -> None:
         )
         c1, c2 = st.columns(2)
         with c1:
-            st.plotly_chart(
+            book.show(
                 probe_stat_figure(probes, "variance", log_y=True),
-                width="stretch",
                 key=f"{K}probe.var",
             )
         with c2:
-            st.plotly_chart(probe_stat_figure(probes, "cv"), width="stretch", key=f"{K}probe.cv")
+            book.show(probe_stat_figure(probes, "cv"), key=f"{K}probe.cv")
         c1, c2 = st.columns(2)
         with c1:
-            st.plotly_chart(
-                probe_stat_figure(probes, "cosine"), width="stretch", key=f"{K}probe.cos"
-            )
+            book.show(probe_stat_figure(probes, "cosine"), key=f"{K}probe.cos")
         with c2:
             fig, text = scatter_figure(last)
-            st.plotly_chart(fig, width="stretch", key=f"{K}probe.scatter")
+            book.show(fig, key=f"{K}probe.scatter")
             st.caption(text)
     elif info.config.get("probe", {}).get("every"):
         st.caption("No probe records yet; the first comes with the first RL step.")

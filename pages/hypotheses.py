@@ -28,6 +28,7 @@ from pages.common import (
     show_notices,
     write_url,
 )
+from pages.export import ChartBook, chart_config
 from pages.training_common import (
     METRIC_LABELS,
     data_dir,
@@ -129,7 +130,7 @@ def bands_figure(
                     hoverinfo="skip",
                     showlegend=False,
                     legendgroup=cond,
-                    name=f"{cond} band",
+                    name=f"{sw.condition_display(cond)} band",
                 )
             )
         fig.add_trace(
@@ -137,12 +138,12 @@ def bands_figure(
                 x=df["step"],
                 y=df["mean"],
                 mode="lines+markers",
-                name=cond,
+                name=sw.condition_display(cond),
                 legendgroup=cond,
                 line={"color": color, "width": 2},
                 marker={"size": 5},
                 customdata=df["n"],
-                hovertemplate=f"{cond}<br>step %{{x}}: %{{y:.3f}} (%{{customdata}} seeds)<extra></extra>",
+                hovertemplate=f"{sw.condition_display(cond)}<br>step %{{x}}: %{{y:.3f}} (%{{customdata}} seeds)<extra></extra>",
             )
         )
     if not fig.data:
@@ -422,10 +423,13 @@ def watch(name: str) -> None:
 
     level = spec.analysis.level
     threshold = spec.analysis.threshold if spec.kind == "train" else None
+    fig = bands_figure(report.bands(), report.metric, threshold, level)
+    fmt = st.session_state.get(f"{PAGE}.export_format", "png")
     st.plotly_chart(
-        bands_figure(report.bands(), report.metric, threshold, level),
+        fig,
         width="stretch",
         key=f"{K}bands",
+        config=chart_config(f"{spec.name} {fig.layout.title.text or 'bands'}", fmt),
     )
     st.markdown(f"**Per condition** ({100 * level:g}% CIs: {METHODS})")
     st.dataframe(sw.summary_text(report), hide_index=True, width="stretch", key=f"{K}summary")
@@ -462,6 +466,12 @@ def watch(name: str) -> None:
         st.rerun()  # the sweep ended: redraw once without the timer
     st.session_state["_hyp_was_active"] = active
 
+
+with st.sidebar:
+    # one chart, redrawn by a fragment while a sweep runs: its camera button is the export (an
+    # "export all" file prepared in a fragment that redraws every three seconds could be replaced
+    # while a user clicks it)
+    ChartBook(PAGE, "Hypotheses").format_picker()
 
 name = st.session_state[f"{K}sweep"]
 if name:

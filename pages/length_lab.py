@@ -28,6 +28,7 @@ from pages.common import (
     show_notices,
     write_url,
 )
+from pages.export import ChartBook
 from pages.lab_text import FAMILY_NAMES, SWEEP_HINTS, SWEEP_LABELS, readable_errors
 from vlsim.aggregators import AGGREGATORS, ALPHA_RANGE
 from vlsim.config import SWEEP_PARAMS, LabConfig
@@ -121,6 +122,7 @@ def empirical_spec() -> dict:
 # ----------------------------------------------------------------------------- state
 
 st.title("Length Lab")
+book = ChartBook(PAGE, "Length Lab")
 st.markdown(
     "Synthetic RLVR batches: every answer's gradient is its advantage times a per-answer signal "
     "plus one noise term per token, so the token noise grows like $\\mathrm{Var}(g_i) \\propto "
@@ -326,7 +328,7 @@ st.caption(
 
 left, right = st.columns(2, gap="large")
 with left:
-    st.plotly_chart(charts.scale_figure(result), width="stretch", key="scale_chart")
+    book.show(charts.scale_figure(result), key="scale_chart")
     st.markdown(
         "The step size on today's lengths divided by the step size on the reference lengths: "
         "the learning-rate multiplier the change of lengths applied. GRPO "
@@ -337,7 +339,7 @@ with left:
         + definition("drift")
     )
 with right:
-    st.plotly_chart(charts.direction_figure(result), width="stretch", key="direction_chart")
+    book.show(charts.direction_figure(result), key="direction_chart")
     if cfg.length_slope == 0:
         st.markdown(
             "With κ = 0 correctness does not depend on length, so every aggregator points the "
@@ -364,7 +366,7 @@ with right:
 
 left, right = st.columns(2, gap="large")
 with left:
-    st.plotly_chart(charts.variance_figure(result), width="stretch", key="variance_chart")
+    book.show(charts.variance_figure(result), key="variance_chart")
     st.markdown(
         "Variance per unit scale (a smaller step is not less noise). Dark: token noise, "
         "$V\\sum_i x_i^2 L_i$ with its closed form ◆, which weights shrinking with $L$ cut; "
@@ -372,7 +374,7 @@ with left:
         "tokens, which equal weights (Dr. GRPO) spread best. " + definition("variance")
     )
 with right:
-    st.plotly_chart(charts.efficiency_figure(result), width="stretch", key="efficiency_chart")
+    book.show(charts.efficiency_figure(result), key="efficiency_chart")
     st.markdown(
         "Efficiency = the oracle's token-noise variance ÷ this one's, in (0, 1]: the oracle is "
         f"the best {result.oracle_class}. VL Norm with $\\alpha = \\beta$ reaches 1. GRPO and "
@@ -383,7 +385,7 @@ with right:
 
 left, right = st.columns(2, gap="large")
 with left:
-    st.plotly_chart(charts.cv_figure(result), width="stretch", key="cv_chart")
+    book.show(charts.cv_figure(result), key="cv_chart")
     st.markdown(
         "$\\mathrm{CV} = \\sqrt{\\text{variance}}\\,/\\,|\\nabla J|$: the noise of one update "
         "relative to the true gradient, both noise parts included. Lower means fewer steps "
@@ -404,7 +406,7 @@ with right:
             for a in ALPHA_GRID
         )
     ]
-    st.plotly_chart(charts.alpha_variance_figure(alpha_points), width="stretch", key="alpha_chart")
+    book.show(charts.alpha_variance_figure(alpha_points), key="alpha_chart")
     best_total = best_alpha(alpha_points, "variance")
     best_noise = best_alpha(alpha_points, "noise_variance")
     st.markdown(
@@ -424,9 +426,8 @@ with left:
     ref_sample, _ = cached_length_sample(
         reference_lengths(cfg).model_dump_json(), cfg.max_len, seed=cfg.seed
     )
-    st.plotly_chart(
+    book.show(
         charts.length_histogram(sample, summary, cfg.max_len, ref_sample),
-        width="stretch",
         key="length_hist",
     )
 with right:
@@ -463,7 +464,6 @@ with st.expander("All numbers"):
             for r in result.results
         ],
         hide_index=True,
-        width="stretch",
     )
     st.caption(
         f"Scale: M·E[Σx] ({definition('scale')}); drift: step now ÷ step at the reference − 1. "
@@ -530,34 +530,38 @@ else:
             f"{MAX_ANSWERS:,}. Use fewer points or batches per point.",
             icon=":material/hourglass_disabled:",
         )
-        st.stop()
-    base_cfg = LabConfig.model_validate(
-        {**json.loads(cfg.model_dump_json()), "n_batches": sweep.n_batches}
-    )
-    bar = st.progress(0.0, text=f"Sweeping {SWEEP_LABELS[sweep.param]}...")
-    points: list[SweepPoint] = []
-    for i, value in enumerate(values):
-        try:
-            point_cfg = sweep_config(base_cfg, sweep.param, value)
-        except ValueError as err:  # e.g. lengths stretched past what the family allows
-            st.error(
-                f"The sweep stopped at point {i + 1} of {len(values)}: {err}",
-                icon=":material/error:",
+    else:
+        base_cfg = LabConfig.model_validate(
+            {**json.loads(cfg.model_dump_json()), "n_batches": sweep.n_batches}
+        )
+        bar = st.progress(0.0, text=f"Sweeping {SWEEP_LABELS[sweep.param]}...")
+        points: list[SweepPoint] = []
+        for i, value in enumerate(values):
+            try:
+                point_cfg = sweep_config(base_cfg, sweep.param, value)
+            except ValueError as err:  # e.g. lengths stretched past what the family allows
+                st.error(
+                    f"The sweep stopped at point {i + 1} of {len(values)}: {err}",
+                    icon=":material/error:",
+                )
+                break
+            point = cached_lab(point_cfg.model_dump_json())
+            points.append(SweepPoint(value=value, mean_length=point.mean_length, result=point))
+            bar.progress((i + 1) / len(values), text=f"Point {i + 1} of {len(values)}")
+        bar.empty()
+        if points:
+            x_title = (
+                "mean answer length (tokens)"
+                if sweep.param == "length_scale"
+                else SWEEP_PARAMS[sweep.param]
             )
-            break
-        point = cached_lab(point_cfg.model_dump_json())
-        points.append(SweepPoint(value=value, mean_length=point.mean_length, result=point))
-        bar.progress((i + 1) / len(values), text=f"Point {i + 1} of {len(values)}")
-    bar.empty()
-    if points:
-        x_title = (
-            "mean answer length (tokens)"
-            if sweep.param == "length_scale"
-            else SWEEP_PARAMS[sweep.param]
-        )
-        st.plotly_chart(
-            charts.sweep_figure(points, sweep.param, x_title, sweep.param in LOG_SWEEPS),
-            width="stretch",
-            key="sweep_chart",
-        )
-        st.caption(SWEEP_HINTS[sweep.param])
+            book.show(
+                charts.sweep_figure(points, sweep.param, x_title, sweep.param in LOG_SWEEPS),
+                key="sweep_chart",
+            )
+            st.caption(SWEEP_HINTS[sweep.param])
+
+with st.sidebar:
+    st.subheader("Charts for slides")
+    book.format_picker()
+    book.download_all()

@@ -26,6 +26,7 @@ from pages.common import (
     show_notices,
     write_url,
 )
+from pages.export import ChartBook
 from pages.training_common import (
     entropy_figure,
     get_store,
@@ -178,6 +179,7 @@ def aggregator_rows(aggs: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 
 st.title("Gradient probes")
+book = ChartBook(PAGE, "Gradient probes")
 st.markdown(
     "During a run with probes on, the trainer pauses every few steps, draws R answers for a few "
     "fixed prompts and computes **every answer's own policy gradient** $g_i = A_i s_i$, where "
@@ -254,12 +256,12 @@ st.markdown(
 c1, c2 = st.columns(2)
 with c1:
     fig = readable_log_axis(probe_stat_figure(probes, "variance", log_y=True))
-    st.plotly_chart(fig, width="stretch", key=f"{K}variance")
+    book.show(fig, key=f"{K}variance")
 with c2:
-    st.plotly_chart(probe_stat_figure(probes, "cv"), width="stretch", key=f"{K}cv")
+    book.show(probe_stat_figure(probes, "cv"), key=f"{K}cv")
 c1, c2 = st.columns(2)
 with c1:
-    st.plotly_chart(probe_stat_figure(probes, "cosine"), width="stretch", key=f"{K}cosine")
+    book.show(probe_stat_figure(probes, "cosine"), key=f"{K}cosine")
     st.caption(
         "The raw cosine is below 1 even for an unbiased aggregator: the reference and the "
         "aggregated update are both estimated from the same noisy answers. The table below "
@@ -268,7 +270,7 @@ with c1:
     )
 with c2:
     fig = probe_stat_figure(probes, "relative_variance", log_y=True)
-    st.plotly_chart(readable_log_axis(fig), width="stretch", key=f"{K}relvar")
+    book.show(readable_log_axis(fig), key=f"{K}relvar")
 
 # ----------------------------------------------------------------------------- one probe
 
@@ -296,18 +298,18 @@ c1, c2 = st.columns(2)
 with c1:
     fig, text = scatter_figure(record)
     fig = readable_log_axis(readable_log_axis(fig, "x"))
-    st.plotly_chart(fig, width="stretch", key=f"{K}scatter")
+    book.show(fig, key=f"{K}scatter")
     st.caption("The paper's version: g_i includes the advantage A_i. " + text)
 with c2:
     if isinstance(free, Mapping):
         fig, text = scatter_figure({"length_noise": free})
         fig.update_layout(title_text="advantage-free: ‖s_i − s̄‖² vs length L_i")
         fig = readable_log_axis(readable_log_axis(fig, "x"))
-        st.plotly_chart(fig, width="stretch", key=f"{K}scatter_free")
+        book.show(fig, key=f"{K}scatter_free")
         st.caption("The advantage-free version: every answer, A_i = 0 ones included. " + text)
     else:
         st.caption("This record was made before the advantage-free slope was measured.")
-st.plotly_chart(slopes_over_steps(probes), width="stretch", key=f"{K}slope")
+book.show(slopes_over_steps(probes), key=f"{K}slope")
 
 st.header("Where the noise comes from: tokens by entropy")
 st.markdown(
@@ -316,7 +318,7 @@ st.markdown(
     "entropy bin's share of $\\sum A_i^2\\lVert\\nabla\\log\\pi\\rVert$ over all probed tokens; "
     "the line, the mean score norm of a token in that bin."
 )
-st.plotly_chart(entropy_figure(record), width="stretch", key=f"{K}entropy")
+book.show(entropy_figure(record), key=f"{K}entropy")
 tokens = record.get("tokens") if isinstance(record.get("tokens"), dict) else {}
 if tokens:
     st.caption(
@@ -337,5 +339,11 @@ if isinstance(aggs, dict) and aggs:
     )
 else:
     st.caption("This probe record has no per-aggregator statistics.")
+
+
+with st.sidebar:
+    st.subheader("Charts for slides")
+    book.format_picker()
+    book.download_all()
 
 write_url(PAGE, to_query(ProbesView(run=run_id, step=st.session_state[f"{K}step"]), DEFAULTS))

@@ -22,6 +22,7 @@ from pages.common import (
     show_notices,
     write_url,
 )
+from pages.export import ChartBook
 from pages.training_common import (
     METRIC_LABELS,
     aggregator_label,
@@ -139,6 +140,7 @@ def trained_or_training(info: RunInfo) -> bool:
 # ----------------------------------------------------------------------------- state
 
 st.title("Runs")
+book = ChartBook(PAGE, "Runs")
 st.markdown(
     "Every training run in the store: compare their curves, measure how fast each reaches a "
     "threshold (the paper's “× faster convergence”), export, stop, resume or delete them."
@@ -194,7 +196,6 @@ with c3:
     st.button(
         "Refresh",
         icon=":material/refresh:",
-        width="stretch",
         help="Read the store again (statuses and curves of running runs).",
     )
 
@@ -210,9 +211,7 @@ shown = [
         or name_filter in (r.group_name or "").lower()
     )
 ]
-st.dataframe(
-    table_rows(shown), hide_index=True, width="stretch", height=min(400, 38 + 35 * len(shown))
-)
+st.dataframe(table_rows(shown), hide_index=True, height=min(400, 38 + 35 * len(shown)))
 
 options = list(dict.fromkeys([r.id for r in shown] + st.session_state[f"{K}runs"]))
 st.multiselect(
@@ -264,7 +263,7 @@ with c3:
     )
 metric = st.session_state[f"{K}metric"]
 if selected:
-    st.plotly_chart(
+    book.show(
         curves_figure(
             frames,
             metric,
@@ -272,13 +271,10 @@ if selected:
             colors=colors,
             x=st.session_state[f"{K}x"],
         ),
-        width="stretch",
         key=f"{K}overlay",
     )
 else:
-    st.plotly_chart(
-        empty_figure("curves", "select runs to compare"), width="stretch", key=f"{K}overlay"
-    )
+    book.show(empty_figure("curves", "select runs to compare"), key=f"{K}overlay")
 
 # ----------------------------------------------------------------------------- threshold
 
@@ -355,7 +351,7 @@ if selected:
             "note": table["note"],
         }
     )
-    st.dataframe(shown, hide_index=True, width="stretch", key=f"{K}speedup")
+    st.dataframe(shown, hide_index=True, key=f"{K}speedup")
     reached = table[table["reached"]].sort_values("steps")
     if len(reached):
         best = reached.iloc[0]
@@ -403,6 +399,11 @@ def _switch_to_lab(run_id: int) -> None:
     st.session_state["_runs_switch"] = True
 
 
+with st.sidebar:
+    st.subheader("Charts for slides")
+    book.format_picker()
+    book.download_all()
+
 st.subheader("One run")
 action_ids = [i.id for i in selected] or [r.id for r in shown]
 if not action_ids:
@@ -429,7 +430,6 @@ with c1:
         "Stop",
         icon=":material/stop:",
         disabled=info.status not in ("queued", "running"),
-        width="stretch",
         help="Stop after the current step (it can be resumed).",
     ):
         result = manager.stop(run_id)
@@ -440,7 +440,6 @@ with c2:
         "Resume",
         icon=":material/replay:",
         disabled=info.status not in ("stopped", "failed"),
-        width="stretch",
         help="Queue it again; it continues from its last checkpoint.",
     ):
         manager.resume(run_id)
@@ -453,7 +452,6 @@ with c3:
         file_name=f"vlsim-run-{run_id}.csv",
         mime="text/csv",
         icon=":material/download:",
-        width="stretch",
         on_click="ignore",
         help="The run's metrics, one row per step.",
     )
@@ -464,7 +462,6 @@ with c4:
         file_name=f"vlsim-run-{run_id}.json",
         mime="application/json",
         icon=":material/download:",
-        width="stretch",
         on_click="ignore",
         help="Run info, config, metrics and probe records.",
     )
@@ -483,7 +480,6 @@ with c2:
     st.button(
         "Use in the Length Lab",
         icon=":material/science:",
-        width="stretch",
         on_click=_switch_to_lab,
         args=(run_id,),
         help="Resample this run's observed answer lengths in the Length Lab (empirical family).",

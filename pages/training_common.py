@@ -17,7 +17,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from pages.charts import COLORS, MICRO_BATCH_COLORS
+from pages.charts import COLORS, MICRO_BATCH_COLORS, line_style
 from pages.common import number_field
 from vlsim.aggregators import AGGREGATORS
 from vlsim.analysis import METRIC_LABELS, probe_table, smooth
@@ -329,28 +329,29 @@ def probe_stat_figure(
     title = PROBE_LABELS.get(stat, stat)
     if table.empty or table[stat].isna().all():
         return empty_figure(title, "no probe values for this statistic yet")
-    fig = go.Figure()
-    for name, rows in table.groupby("aggregator", sort=False):
+    traces = []
+    for rank, (name, rows) in enumerate(table.groupby("aggregator", sort=False)):
         rows = rows.dropna(subset=[stat]).sort_values("step")
         if rows.empty:
             continue
         display = AGGREGATORS[name].display_name if name in AGGREGATORS else name
-        fig.add_trace(
+        traces.append(
             go.Scatter(
                 x=rows["step"],
                 y=rows[stat],
                 mode="lines+markers",
                 name=display,
-                line={
-                    "color": COLORS.get(name, "#444444"),
-                    "width": 2,
-                    "dash": "dot" if name == "seq_sum" else "solid",
-                },
+                **line_style(name),
+                legendrank=1000 + rank,  # legend in the records' order, whatever the drawing order
                 # the sequence sum equals Dr. GRPO per unit scale: hidden unless clicked
                 visible="legendonly" if name == "seq_sum" else True,
                 hovertemplate=f"{display}<br>step %{{x}}: %{{y:.4g}}<extra></extra>",
             )
         )
+    # wide lines first, narrow dashed ones on top: DAPO stays visible on Dr. GRPO, Dr. GRPO
+    # (wide, solid) around VL Norm (dotted) where their values coincide
+    traces.sort(key=lambda t: -t.line.width)
+    fig = go.Figure(traces)
     fig.update_xaxes(title="RL step")
     if log_y:
         fig.update_yaxes(type="log")

@@ -440,3 +440,35 @@ def test_sweep_parameter_names_fit_their_select():
 
     assert set(SWEEP_LABELS) == set(SWEEP_PARAMS)
     assert all(len(label) <= 34 for label in SWEEP_LABELS.values())
+
+
+# ----------------------------------------------------------------------------- slide export
+
+
+def export_options(at: AppTest) -> dict[str, dict]:
+    """Each chart's camera-button options (its plotly config), by the chart's key."""
+    return {
+        e.proto.id.rsplit("-", 1)[-1]: json.loads(e.proto.config)["toImageButtonOptions"]
+        for e in at.get("plotly_chart")
+    }
+
+
+def export_all_labels(at: AppTest) -> list[str]:
+    return [b.proto.label for b in at.get("download_button") if "Export all" in b.proto.label]
+
+
+def test_length_lab_charts_export_for_slides_and_all_at_once():
+    at = open_page(LAB, FAST_LAB)
+    options = export_options(at)
+    assert {"scale_chart", "direction_chart", "cv_chart", "sweep_chart"} <= set(options)
+    assert all(o["scale"] == 3 and o["format"] == "png" for o in options.values())
+    assert export_all_labels(at) == [f"Export all {len(options)} charts"]
+    at.radio(key="lab.export_format").set_value("svg").run()
+    assert {o["format"] for o in export_options(at).values()} == {"svg"}
+
+
+def test_aggregators_charts_export_for_slides_and_all_at_once():
+    at = open_page(AGG)
+    options = export_options(at)
+    assert "weights_chart" in options and all(o["scale"] == 3 for o in options.values())
+    assert export_all_labels(at) == [f"Export all {len(options)} charts"]

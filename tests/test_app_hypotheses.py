@@ -7,6 +7,7 @@ the sweep, and stored results are hand-made runs with known curves.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -122,6 +123,25 @@ def test_launch_records_the_sweep_and_watches_it(data_dir, monkeypatch) -> None:
     assert progress and "0/10 runs finished" in progress[0].proto.text
 
 
+def record_runs(data_dir: Path, spec: sw.SweepSpec, steps: int = 40) -> None:
+    """Finished runs of a sweep: vl_norm reaches 0.3 after 10 updates, the rest far later."""
+    store = Store(data_dir)
+    sw.save_sweep(store, spec)
+    for p in sw.expand(spec):
+        run_id = store.create_run(p.name, "train", p.config, seed=p.seed, group_name=spec.group(),
+                                  total_steps=steps, status="running")  # fmt: skip
+        speed = 0.02 if p.config["aggregator"] == "vl_norm" else 0.004
+        store.log_metrics(run_id, -1, {"eval/mean_at_k": 0.1})
+        for step in range(9, steps, 10):
+            acc = min(1.0, 0.1 + speed * (step + 1) + 0.005 * p.seed)
+            store.log_metrics(run_id, step, {"eval/mean_at_k": acc})
+        store.log_probe(run_id, 9, {"aggregators": {"grpo": {"variance": 2.0 + p.seed, "cv": 1.0}},
+                                    "length_noise": {"slope": 1.0 + 0.1 * p.seed}})  # fmt: skip
+        store.set_status(run_id, "finished")
+    sw.set_sweep_state(store, spec.name, "done")
+    store.close()
+
+
 def populate(data_dir: Path) -> sw.SweepSpec:
     """A stored 2 x 3 sweep: vl_norm reaches 0.3 after 10 updates, dapo never in 40."""
     spec = sw.parse_spec(
@@ -129,21 +149,7 @@ def populate(data_dir: Path) -> sw.SweepSpec:
          "variants": [{"aggregator": "dapo"}, {"aggregator": "vl_norm"}], "seeds": [0, 1, 2],
          "analysis": {"threshold": 0.3}}
     )  # fmt: skip
-    store = Store(data_dir)
-    sw.save_sweep(store, spec)
-    for p in sw.expand(spec):
-        run_id = store.create_run(p.name, "train", p.config, seed=p.seed, group_name=spec.group(),
-                                  total_steps=40, status="running")  # fmt: skip
-        speed = 0.02 if p.condition == "vl_norm" else 0.004
-        store.log_metrics(run_id, -1, {"eval/mean_at_k": 0.1})
-        for step in (9, 19, 29, 39):
-            acc = 0.1 + speed * (step + 1) + 0.005 * p.seed
-            store.log_metrics(run_id, step, {"eval/mean_at_k": acc})
-        store.log_probe(run_id, 9, {"aggregators": {"grpo": {"variance": 2.0 + p.seed, "cv": 1.0}},
-                                    "length_noise": {"slope": 1.0 + 0.1 * p.seed}})  # fmt: skip
-        store.set_status(run_id, "finished")
-    sw.set_sweep_state(store, spec.name, "done")
-    store.close()
+    record_runs(data_dir, spec)
     return spec
 
 
@@ -154,19 +160,21 @@ def test_results_show_bands_table_and_verdict(data_dir) -> None:
     figs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
     (bands,) = figs
     named = [t["name"] for t in bands["data"] if t.get("showlegend", True)]
-    assert named == ["dapo", "vl_norm"]
+    assert named == ["DAPO", "VL Norm"]
     assert len(bands["data"]) == 4  # a band and a mean line per condition
     table = next(
         d.value
         for d in at.dataframe
         if "condition" in d.value.columns and "finished" in d.value.columns
     )
-    row = table.set_index("condition").loc["vl_norm"]
-    assert row["reached 0.3"] == "3/3" and row["speed-up vs dapo"].startswith("4.00x")
+    row = table.set_index("condition").loc["VL Norm"]
+    assert row["reached 0.3"] == "3/3" and row["speed-up vs DAPO"].startswith("4.00x")
+    assert "final held-out accuracy (sampled mean@k)" in table.columns
     (verdict,) = at.success
-    assert "vl_norm reaches" in verdict.value and "faster than dapo" in verdict.value
+    assert "VL Norm reaches" in verdict.value and "faster than DAPO" in verdict.value
+    assert "reaches held-out accuracy (sampled mean@k) 0.3" in verdict.value
     assert any("Length-variance slope" in c.value for c in at.caption)
-    assert "3/3" in table.set_index("condition").loc["dapo", "finished"]
+    assert "3/3" in table.set_index("condition").loc["DAPO", "finished"]
     assert "6/6 runs finished" in at.get("progress")[0].proto.text
 
 
@@ -177,3 +185,37 @@ def test_bad_url_falls_back_with_notices(data_dir) -> None:
     assert "template" in text and "seeds" in text and "missing" in text and "bogus" in text
     assert by_key(at.radio, "hyp.template").value == "ab"
     assert by_key(at.number_input, "hyp.seeds").value == 5
+
+
+INTERNAL = re.compile(r"\b(grpo|dapo|dr_grpo|seq_sum|vl_norm)\b|eval/|charts/|grad/|losses/")
+
+
+def test_default_question_reads_with_display_names(data_dir, monkeypatch) -> None:
+    """The default question's verdicts, tables and legend name no internal aggregator or metric."""
+    launch_button(app()).click().run()
+    (spec,) = monkeypatch.launched
+    record_runs(data_dir, spec, steps=int(spec.base["steps"]))
+    at = app(sweep=spec.name)
+    no_exceptions(at)
+    verdicts = [v.value for v in at.success] + [v.value for v in at.info]
+    assert any("faster" in v for v in verdicts), verdicts
+    tables = [d.value for d in at.dataframe if "condition" in d.value.columns]
+    texts = (
+        verdicts
+        + [c.value for c in at.caption]
+        + [str(x) for t in tables for x in [*t.columns, *t["condition"], *t.get("aggregator", [])]]
+    )
+    (bands,) = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    texts += [t["name"] for t in bands["data"]] + [bands["layout"]["title"]["text"]]
+    leaks = [t for t in texts if INTERNAL.search(t)]
+    assert not leaks, leaks
+
+
+def test_bands_chart_exports_for_slides_in_the_picked_format(data_dir) -> None:
+    populate(data_dir)
+    at = app(sweep="demo")
+    options = json.loads(at.get("plotly_chart")[0].proto.config)["toImageButtonOptions"]
+    assert options["scale"] == 3 and options["format"] == "png"
+    at.radio(key="hypotheses.export_format").set_value("svg").run()
+    options = json.loads(at.get("plotly_chart")[0].proto.config)["toImageButtonOptions"]
+    assert options["format"] == "svg" and options["filename"].startswith("demo")

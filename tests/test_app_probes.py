@@ -85,3 +85,38 @@ def test_probes_page_shows_both_slopes_intervals_and_display_names(run_id) -> No
     directions = dict(zip(table["aggregator"], table["direction"], strict=True))
     assert directions["GRPO"] == "tilted" and directions["VL Norm"].startswith("no tilt")
     assert list(table["95% interval"]) == ["0.05 to 0.4", "-0.1 to 0.2", "0 to 0", "-0.2 to 0.3"]
+
+
+def export_scale(chart) -> int:
+    """The image scale of a chart's camera button (its plotly config)."""
+    return json.loads(chart.proto.config)["toImageButtonOptions"]["scale"]
+
+
+def test_probes_charts_export_for_slides_and_all_at_once(run_id) -> None:
+    at = AppTest.from_file(PROBES, default_timeout=60)
+    at.query_params["run"] = str(run_id)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    charts = at.get("plotly_chart")
+    assert charts and all(export_scale(c) == 3 for c in charts)
+    assert at.radio(key="probes.export_format").options == ["PNG", "SVG"]
+    at.radio(key="probes.export_format").set_value("svg").run()
+    fmts = {
+        json.loads(c.proto.config)["toImageButtonOptions"]["format"] for c in at.get("plotly_chart")
+    }
+    assert fmts == {"svg"}
+    buttons = [b for b in at.get("download_button") if "Export all" in b.proto.label]
+    assert [b.proto.label for b in buttons] == [f"Export all {len(charts)} charts"]
+
+
+def test_overlapping_aggregator_lines_stay_visible() -> None:
+    from pages.training_common import probe_stat_figure
+
+    fig = probe_stat_figure([{"step": s, **record(s)} for s in (0, 10)], "cosine")
+    by_name = {t.name: t for t in fig.data}  # every cosine is 0.95: all four lines coincide
+    styles = {(t.line.dash, t.line.width, t.marker.symbol) for t in by_name.values()}
+    assert len(styles) == len(by_name) == 4
+    order = [t.name for t in fig.data]  # later traces are drawn on top
+    assert order.index("Dr. GRPO") < order.index("DAPO")
+    assert order.index("Dr. GRPO") < order.index("VL Norm")
+    assert by_name["Dr. GRPO"].line.width > max(by_name[n].line.width for n in ("DAPO", "VL Norm"))

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
-from test_app_training import ROOT, RUNS, app, by_key, no_exceptions, populate
+from test_app_training import ARENA, ROOT, RUNS, app, by_key, no_exceptions, populate
 
 from vlsim.config import preset_config
 from vlsim.jobs import JobManager
@@ -67,3 +68,28 @@ def test_threshold_from_a_link_is_kept(data_dir) -> None:
     at = app(RUNS, runs=f"{ids['grpo']},{ids['vl_norm']}", threshold="0.45")
     no_exceptions(at)
     assert by_key(at.number_input, "runs.threshold").value == 0.45
+
+
+def test_runs_chart_exports_for_slides_and_all_at_once(data_dir) -> None:
+    populate(data_dir)
+    at = app(RUNS)
+    no_exceptions(at)
+    configs = [json.loads(c.proto.config) for c in at.get("plotly_chart")]
+    assert configs and all(c["toImageButtonOptions"]["scale"] == 3 for c in configs)
+    labels = [b.proto.label for b in at.get("download_button") if "Export all" in b.proto.label]
+    assert labels == [f"Export all {len(configs)} charts"]
+
+
+def test_arena_live_charts_export_in_the_picked_format(data_dir) -> None:
+    """The Arena's live view (a fragment) gives every chart the slide export config."""
+    ids = populate(data_dir)
+    at = app(ARENA, group="demo", run=str(ids["vl_norm"]))
+    no_exceptions(at)
+
+    def options() -> list[dict]:
+        return [json.loads(c.proto.config)["toImageButtonOptions"] for c in at.get("plotly_chart")]
+
+    assert len(options()) >= 5 and all(o["scale"] == 3 and o["format"] == "png" for o in options())
+    at.radio(key="arena.export_format").set_value("svg").run()
+    no_exceptions(at)
+    assert {o["format"] for o in options()} == {"svg"}

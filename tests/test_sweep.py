@@ -331,7 +331,7 @@ def test_report_command_prints_table_verdicts_and_json(local_sweep, capsys) -> N
     data_dir, spec_file = local_sweep.data_dir, local_sweep.spec_file
     assert cli_main(["sweep", "report", "tiny", "--data-dir", str(data_dir)]) == 0
     text = capsys.readouterr().out
-    assert "4/4 runs finished" in text and "Verdicts:" in text and "vl_norm vs dapo" in text
+    assert "4/4 runs finished" in text and "Verdicts:" in text and "VL Norm vs DAPO" in text
     assert cli_main(["sweep", "report", str(spec_file), "--data-dir", str(data_dir), "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert [c["condition"] for c in data["conditions"]] == ["dapo", "vl_norm"]
@@ -403,5 +403,5 @@ def test_slope_sentences_one_per_condition():
         ]
     )  # fmt: skip
     assert slope_sentences(probes) == [
-        "length-variance slope (vl_norm): 1.1 [0.9, 1.3] over 3 seeds (1 = Var(g) grows like L)"
+        "length-variance slope (VL Norm): 1.1 [0.9, 1.3] over 3 seeds (1 = Var(g) grows like L)"
     ]

@@ -21,7 +21,15 @@ from vlsim.sweeps.execute import (
     store_records,
 )
 from vlsim.sweeps.launch import launch, reap, stop
-from vlsim.sweeps.plan import PlannedRun, conditions, config_key, expand, plan_table, stored_runs
+from vlsim.sweeps.plan import (
+    PlannedRun,
+    condition_display,
+    conditions,
+    config_key,
+    expand,
+    plan_table,
+    stored_runs,
+)
 from vlsim.sweeps.report import SweepReport, build_report, resolve
 from vlsim.sweeps.spec import (
     EXECUTORS,
@@ -37,7 +45,7 @@ from vlsim.sweeps.text import probe_rows, slope_sentences, summary_text
 
 __all__ = [
     "EXECUTORS", "GROUP_PREFIX", "AnalysisSpec", "PlannedRun", "SweepError", "SweepOutcome",
-    "SweepRecord", "SweepReport", "SweepSpec", "build_report", "conditions", "config_key",
+    "SweepRecord", "SweepReport", "SweepSpec", "build_report", "condition_display", "conditions", "config_key",
     "expand", "fit_workers", "get_sweep", "lab_records", "launch", "list_sweeps", "load_spec",
     "parse_spec", "plan_table", "probe_rows", "reap", "resolve", "run_in_memory", "run_sweep",
     "save_sweep", "set_sweep_state", "slope_sentences", "stop", "store_records", "stored_runs",

@@ -19,6 +19,7 @@ from typing import Any
 import pandas as pd
 from pydantic import BaseModel, ValidationError
 
+from vlsim.aggregators import AGGREGATORS
 from vlsim.config import LabConfig, TrainConfig, format_errors, preset_config
 from vlsim.liveness import check_runs
 from vlsim.scenario import parent_of
@@ -119,6 +120,19 @@ def _label_piece(key: str, value: Any) -> str:
     if last == "aggregator":
         return str(value)
     return f"{last}={_short(value)}"
+
+
+def condition_display(label: str) -> str:
+    """A condition label as a reader sees it: aggregator names shown as their display names.
+
+    Labels stay the keys of a sweep (specs name them in 'baseline', 'compare' and 'pairs');
+    this only rewrites the pieces between ' · ' that are aggregator names ('vl_norm · alpha=0.5'
+    reads 'VL Norm · alpha=0.5').
+    """
+    return " · ".join(
+        AGGREGATORS[piece].display_name if piece in AGGREGATORS else piece
+        for piece in label.split(" · ")
+    )
 
 
 def conditions(spec: SweepSpec) -> list[tuple[str, dict[str, Any]]]:
@@ -229,7 +243,7 @@ def plan_table(plan: list[PlannedRun], status: Mapping[str, RunInfo] | None = No
     for p in plan:
         info = (status or {}).get(p.key)
         rows.append(
-            {"#": p.index + 1, "condition": p.condition, "seed": p.seed,
+            {"#": p.index + 1, "condition": condition_display(p.condition), "seed": p.seed,
              "run": info.id if info else None, "status": info.status if info else "to run"}
         )  # fmt: skip
     return pd.DataFrame(rows, columns=["#", "condition", "seed", "run", "status"])

@@ -18,7 +18,7 @@ import pandas as pd
 from vlsim import stats
 from vlsim.analysis import metric_label
 from vlsim.store import Store
-from vlsim.sweeps.plan import expand, plan_table, stored_runs
+from vlsim.sweeps.plan import condition_display, expand, plan_table, stored_runs
 from vlsim.sweeps.spec import WARMSTART_FIELDS, SweepError, SweepSpec, load_spec
 from vlsim.sweeps.state import get_sweep, list_sweeps
 
@@ -184,8 +184,8 @@ def build_report(store: Store, spec: SweepSpec) -> SweepReport:
     pairs = list(a.pairs) or [(baseline, c) for c in (a.compare or labels) if c != baseline]
     verdicts = [
         stats.compare(
-            base,
-            c,
+            condition_display(base),  # names in the verdict's words
+            condition_display(c),
             finished[base],
             finished[c],
             metric,

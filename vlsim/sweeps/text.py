@@ -7,6 +7,8 @@ from typing import Any
 
 import pandas as pd
 
+from vlsim.analysis import metric_label
+from vlsim.sweeps.plan import condition_display
 from vlsim.sweeps.report import SweepReport
 
 
@@ -14,7 +16,7 @@ def slope_sentences(probes: pd.DataFrame) -> list[str]:
     """One line per condition: its length-variance slope (Figure 4) with a CI across seeds."""
     slopes = probes[probes["stat"] == "length_variance_slope"]
     return [
-        f"length-variance slope ({r['condition']}): {_ci(r['mean'], r['low'], r['high'])}"
+        f"length-variance slope ({condition_display(r['condition'])}): {_ci(r['mean'], r['low'], r['high'])}"
         f" over {r['n']} seeds (1 = Var(g) grows like L)"
         for r in slopes.to_dict("records")
     ]
@@ -49,12 +51,12 @@ def summary_text(report: SweepReport) -> pd.DataFrame:
     """The per-condition table with 'value [low, high]' cells and readable column names."""
     spec, a = report.spec, report.spec.analysis
     baseline = a.baseline or report.conditions[0]
-    final_header = report.metric if spec.kind == "lab" else f"final {report.metric}"
+    final_header = report.metric if spec.kind == "lab" else f"final {metric_label(report.metric)}"
     rows = []
     has_threshold = "reached" in report.summary
     for r in report.summary.to_dict("records"):
         row = {
-            "condition": r["condition"],
+            "condition": condition_display(r["condition"]),
             "finished": r["runs"],
             final_header: _ci(r["final"], r["final_low"], r["final_high"]),
         }
@@ -66,7 +68,7 @@ def summary_text(report: SweepReport) -> pd.DataFrame:
             row["mean steps (censored at horizon)"] = _ci(
                 r["mean_steps"], r["mean_low"], r["mean_high"], ".1f"
             )
-            row[f"speed-up vs {baseline}"] = (
+            row[f"speed-up vs {condition_display(baseline)}"] = (
                 "baseline"
                 if r["condition"] == baseline
                 else _ci(
@@ -89,7 +91,8 @@ def probe_rows(probes: pd.DataFrame) -> list[dict[str, Any]]:
             continue
         row = rows.setdefault(
             (r["condition"], r["aggregator"]),
-            {"condition": r["condition"], "aggregator": r["aggregator"], "variance": "",
+            {"condition": condition_display(r["condition"]),
+             "aggregator": condition_display(r["aggregator"]), "variance": "",
              "cv": "", "n": r["n"]},
         )  # fmt: skip
         row[r["stat"]] = _ci(r["mean"], r["low"], r["high"])
