@@ -199,6 +199,12 @@ class TrainConfig(BaseModel):
     preset: str = Field(
         "default", description="The preset this config started from (its defaults: 'default')."
     )
+    recipe: Literal["none", "dapo", "dapo_vl_norm"] = Field(
+        "none",
+        description="An RL recipe that sets several fields at once (see RECIPES): 'dapo' is "
+        "DAPO as published (clip-higher 0.2/0.28, dynamic sampling, token-mean); "
+        "'dapo_vl_norm' is the same with VL Norm aggregation; 'none' sets nothing.",
+    )
     # task and warm-start data
     task: TaskConfig = Field(
         default_factory=TaskConfig,
@@ -277,6 +283,28 @@ class TrainConfig(BaseModel):
     )
     seed: int = Field(0, ge=0, description="Seed of the policy init, sampling and problem order.")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _recipe_defaults(cls, data: Any) -> Any:
+        """Fill the fields a recipe sets that were not given (given ones are checked after)."""
+        if isinstance(data, dict) and data.get("recipe") in RECIPES:
+            return {**RECIPES[data["recipe"]], **data}
+        return data
+
+    @model_validator(mode="after")
+    def _recipe_holds(self) -> TrainConfig:
+        clashes = [
+            f"{key}={getattr(self, key)!r} (the recipe sets {value!r})"
+            for key, value in RECIPES.get(self.recipe, {}).items()
+            if getattr(self, key) != value
+        ]
+        if clashes:
+            raise ValueError(
+                f"recipe {self.recipe!r} contradicts the settings given: {'; '.join(clashes)}. "
+                f"Drop those settings, or set recipe to 'none' to choose them freely"
+            )
+        return self
+
     @field_validator("device")
     @classmethod
     def _device_name(cls, value: str) -> str:
@@ -334,8 +362,76 @@ PRESETS: dict[str, dict[str, Any]] = {
         "sft_steps": 800,
         "steps": 400,
     },
+    "wide": {
+        # Lengths stay wide through the TASK: 2-, 3- and 4-number CountDown mixed (40/30/30%).
+        # Warm-start traces are searches whose length is per combination step (median 10 tokens
+        # a step), so a 4-number problem's trace is about three times a 2-number one's; even a
+        # policy that drops every dead end writes 3 steps for 4 numbers and 1 for 2. Thorough
+        # searches are more often right (slope -1), so RL has no reason to cut them.
+        "task": {"sizes": [2, 3, 4], "size_weights": [0.4, 0.3, 0.3]},
+        "trace": {
+            "length": {"kind": "lognormal", "median": 10, "sigma": 0.5},
+            "length_per_step": True,
+            "wrong_rate": 0.3,
+            "length_correctness_slope": -1.0,
+        },
+        "max_new_tokens": 96,
+    },
+    "growing": {
+        # Lengths grow, R1 style: the warm-start searches are short (median 6 tokens a step) and
+        # short searches end in a wrong guess (wrong_rate 0.5, slope -2.5: P(wrong) falls
+        # steeply with thoroughness), so rewarded answers are the longer ones and RL lengthens
+        # the search. 2- and 3-number problems mixed, traces per combination step.
+        "task": {"sizes": [2, 3]},
+        "trace": {
+            "length": {"kind": "lognormal", "median": 6, "sigma": 0.8},
+            "length_per_step": True,
+            "wrong_rate": 0.5,
+            "length_correctness_slope": -2.5,
+        },
+        "max_new_tokens": 96,
+    },
 }
 """Named starting points: what each changes from TrainConfig's defaults ("default": nothing)."""
+
+
+RECIPES: dict[str, dict[str, Any]] = {
+    # DAPO (Yu et al. 2025) as the VL Norm paper runs it: clip-higher (ratio kept in
+    # [1 - 0.2, 1 + 0.28]), dynamic sampling (groups whose answers all get the same reward are
+    # dropped from the update; they are not replaced by new samples), token-mean aggregation,
+    # group-normalised advantages and no KL term. Overlong reward shaping is not part of it here:
+    # answers cut at the budget get reward 0 in every run.
+    "dapo": {
+        "aggregator": "dapo",
+        "clip_low": 0.2,
+        "clip_high": 0.28,
+        "dynamic_sampling": True,
+        "std_normalize": True,
+        "kl_coef": 0.0,
+    },
+    # The same recipe with VL Norm aggregation in place of the token mean (the paper's
+    # "DAPO + VL Norm"); alpha and scope stay free (defaults 1.0 and per group, as in the paper).
+    "dapo_vl_norm": {
+        "aggregator": "vl_norm",
+        "clip_low": 0.2,
+        "clip_high": 0.28,
+        "dynamic_sampling": True,
+        "std_normalize": True,
+        "kl_coef": 0.0,
+    },
+}
+"""What each recipe of TrainConfig.recipe sets; a config naming a recipe must agree with it."""
+
+
+def apply_recipe(cfg: TrainConfig, recipe: str) -> TrainConfig:
+    """cfg switched to a recipe: the recipe's fields overwrite cfg's ('none' changes only the name)."""
+    if recipe != "none" and recipe not in RECIPES:
+        raise ValueError(f"unknown recipe {recipe!r}; choose none or {', '.join(RECIPES)}")
+    data = {**cfg.model_dump(), **RECIPES.get(recipe, {}), "recipe": recipe}
+    try:
+        return TrainConfig.model_validate(data)
+    except ValidationError as err:
+        raise ValueError(f"invalid training config:\n{format_errors(err)}") from err
 
 
 def preset_config(preset: str = "default", **overrides: Any) -> TrainConfig:
