@@ -78,9 +78,11 @@ class TaskConfig(BaseModel):
         """A mixed task without n_numbers gets the largest size as its prompt width."""
         if isinstance(data, dict) and data.get("sizes") and "n_numbers" not in data:
             try:
-                return {**data, "n_numbers": max(int(k) for k in data["sizes"])}
+                largest = max(int(k) for k in data["sizes"])
             except (TypeError, ValueError):
                 return data  # field validation names the bad entry
+            if 2 <= largest <= 5:  # else the size check below names the bad size
+                return {**data, "n_numbers": largest}
         return data
 
     @model_validator(mode="after")
