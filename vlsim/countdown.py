@@ -49,7 +49,12 @@ class TaskConfig(BaseModel):
 
     # Two numbers by default: the small policy then starts near 20% held-out sampled accuracy,
     # so most groups carry a learning signal; with three it stays near chance.
-    n_numbers: int = Field(2, ge=2, le=5, description="How many numbers each problem gives (2-5).")
+    n_numbers: int = Field(
+        2,
+        ge=2,
+        le=5,
+        description="How many numbers each problem gives (2-5); with sizes, the most any gives.",
+    )
     low: int = Field(1, ge=1, le=999, description="Smallest number a problem may give.")
     high: int = Field(20, ge=1, le=999, description="Largest number a problem may give.")
     max_target: int = Field(
