@@ -7,7 +7,14 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from vlsim.config import PRESETS, RECIPES, TrainConfig, apply_recipe, preset_config
+from vlsim.config import (
+    PRESETS,
+    RECIPE_DISPLAY_NAMES,
+    RECIPES,
+    TrainConfig,
+    apply_recipe,
+    preset_config,
+)
 from vlsim.countdown import (
     CharTokenizer,
     Problem,
@@ -175,3 +182,10 @@ def test_apply_recipe_switches_a_finished_config() -> None:
     assert apply_recipe(switched, "none").aggregator == "vl_norm"  # 'none' frees, keeps values
     with pytest.raises(ValueError, match="unknown recipe"):
         apply_recipe(cfg, "ppo")
+
+
+def test_every_recipe_value_has_a_display_name() -> None:
+    import typing
+
+    values = typing.get_args(TrainConfig.model_fields["recipe"].annotation)
+    assert set(values) == set(RECIPE_DISPLAY_NAMES) == {"none", *RECIPES}

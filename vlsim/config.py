@@ -422,6 +422,13 @@ RECIPES: dict[str, dict[str, Any]] = {
 }
 """What each recipe of TrainConfig.recipe sets; a config naming a recipe must agree with it."""
 
+RECIPE_DISPLAY_NAMES: dict[str, str] = {
+    "none": "None (set each field)",
+    "dapo": "DAPO",
+    "dapo_vl_norm": "DAPO + VL Norm",
+}
+"""How the UI names each value of TrainConfig.recipe."""
+
 
 def apply_recipe(cfg: TrainConfig, recipe: str) -> TrainConfig:
     """cfg switched to a recipe: the recipe's fields overwrite cfg's ('none' changes only the name)."""
