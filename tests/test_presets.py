@@ -125,13 +125,21 @@ def test_wide_warmstart_traces_have_a_wide_spread_that_follows_problem_size() ->
     assert medians[2] / medians[0] > 2
 
 
-def test_growing_warmstart_short_traces_are_more_often_wrong() -> None:
-    lengths, sizes, correct = _warmstart_lengths("growing")
-    for k in (2, 3):
-        ls, ok = lengths[sizes == k], correct[sizes == k]
-        short = ls <= np.median(ls)
-        # slope -2.5: the shorter half is wrong far more often than the longer half
-        assert (1 - ok[short].mean()) > (1 - ok[~short].mean()) + 0.2
+def test_growing_warmstart_traces_mostly_leave_out_solution_steps() -> None:
+    cfg = preset_config("growing")
+    train, _ = make_splits(cfg.task)
+    rng = np.random.default_rng(0)
+    whole = {2: [], 3: []}
+    for problem in train[:300]:
+        text, ok = make_completion(problem, cfg.trace, rng, cfg.max_new_tokens)
+        assert ok  # wrong_rate 0: no planted wrong answers
+        trace = text.split("<ans>")[0]
+        # a whole written step is "a op b = c"; a cut trace keeps only the last steps' tails
+        steps = [s for s in trace.replace("x;", ",").split(",") if s]
+        complete = sum(1 for s in steps if "=" in s and s[0].isdigit() and s.index("=") > 2)
+        whole[len(problem.numbers)].append(complete >= len(problem.numbers) - 1)
+    # the room to grow: most 3-number traces do not write out both steps
+    assert np.mean(whole[3]) < 0.5
 
 
 def test_length_per_step_scales_the_trace_with_the_number_of_steps() -> None:

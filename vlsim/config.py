@@ -378,16 +378,18 @@ PRESETS: dict[str, dict[str, Any]] = {
         "max_new_tokens": 96,
     },
     "growing": {
-        # Lengths grow, R1 style: the warm-start searches are short (median 6 tokens a step) and
-        # short searches end in a wrong guess (wrong_rate 0.5, slope -2.5: P(wrong) falls
-        # steeply with thoroughness), so rewarded answers are the longer ones and RL lengthens
-        # the search. 2- and 3-number problems mixed, traces per combination step.
+        # Lengths grow, R1 style, through an intrinsic link: warm-start traces are too short to
+        # hold the whole solution path (median 3 tokens a step; a written step such as
+        # "12+7=19" takes 7), and a trace cut short loses its first steps, which the policy must
+        # then do without writing them. Answers that write the steps out are more often right,
+        # so RL lengthens them. No wrong examples are planted (wrong_rate 0): the link comes
+        # from the policy's own skill. 2- and 3-number problems mixed, traces per step.
         "task": {"sizes": [2, 3]},
         "trace": {
-            "length": {"kind": "lognormal", "median": 6, "sigma": 0.8},
+            "length": {"kind": "lognormal", "median": 3, "sigma": 0.6},
             "length_per_step": True,
-            "wrong_rate": 0.5,
-            "length_correctness_slope": -2.5,
+            "wrong_rate": 0.0,
+            "length_correctness_slope": 0.0,
         },
         "max_new_tokens": 96,
     },
