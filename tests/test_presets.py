@@ -197,3 +197,28 @@ def test_every_recipe_value_has_a_display_name() -> None:
 
     values = typing.get_args(TrainConfig.model_fields["recipe"].annotation)
     assert set(values) == set(RECIPE_DISPLAY_NAMES) == {"none", *RECIPES}
+
+
+def test_keep_path_writes_every_step_however_short_the_drawn_length() -> None:
+    from vlsim.countdown import TraceConfig
+    from vlsim.lengths import FixedLengths
+
+    rng = np.random.default_rng(2)
+    problem = Problem((3, 7, 2, 1), 21)
+    for keep, steps in ((True, 3), (False, 0)):
+        trace_cfg = TraceConfig(length=FixedLengths(length=1), keep_path=keep)
+        text, ok = make_completion(problem, trace_cfg, rng, 96)
+        assert ok
+        trace = text.split("<ans>")[0]
+        assert trace.count("=") == steps  # kept: all 3 steps; cut: one character, no step
+        if keep:
+            assert verify(text.split("<ans>")[1].removesuffix("<eos>"), (3, 7, 2, 1), 21)
+
+
+def test_wide_warmstart_floor_follows_problem_size() -> None:
+    # The shortest warm-start answers of each size: what a policy that drops every dead end
+    # still writes. 4-number answers are at least about 2.5 times the 2-number ones.
+    lengths, sizes, _ = _warmstart_lengths("wide")
+    floor2 = np.percentile(lengths[sizes == 2], 5)
+    floor4 = np.percentile(lengths[sizes == 4], 5)
+    assert floor4 / floor2 >= 2.5

@@ -363,17 +363,18 @@ PRESETS: dict[str, dict[str, Any]] = {
         "steps": 400,
     },
     "wide": {
-        # Lengths stay wide through the TASK: 2-, 3- and 4-number CountDown mixed (40/30/30%).
-        # Warm-start traces are searches whose length is per combination step (median 10 tokens
-        # a step), so a 4-number problem's trace is about three times a 2-number one's; even a
-        # policy that drops every dead end writes 3 steps for 4 numbers and 1 for 2. Thorough
-        # searches are more often right (slope -1), so RL has no reason to cut them.
-        "task": {"sizes": [2, 3, 4], "size_weights": [0.4, 0.3, 0.3]},
+        # Lengths stay wide through the TASK: 2-, 3- and 4-number CountDown mixed (40/20/40%).
+        # Every warm-start trace writes each combination step of its path (keep_path), plus
+        # dead ends in proportion to the steps (median 8 tokens a step), so a 4-number answer
+        # is about three times a 2-number one; even a policy that drops every dead end still
+        # writes 3 steps for 4 numbers and 1 for 2. No planted wrong answers (wrong_rate 0).
+        "task": {"sizes": [2, 3, 4], "size_weights": [0.4, 0.2, 0.4]},
         "trace": {
-            "length": {"kind": "lognormal", "median": 10, "sigma": 0.5},
+            "length": {"kind": "lognormal", "median": 8, "sigma": 0.5},
             "length_per_step": True,
-            "wrong_rate": 0.3,
-            "length_correctness_slope": -1.0,
+            "keep_path": True,
+            "wrong_rate": 0.0,
+            "length_correctness_slope": 0.0,
         },
         "max_new_tokens": 96,
     },

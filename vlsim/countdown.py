@@ -679,6 +679,13 @@ class TraceConfig(BaseModel):
             "problem size). P(wrong) still uses the drawn length, i.e. thoroughness per step."
         ),
     )
+    keep_path: bool = Field(
+        False,
+        description=(
+            "Never cut into the written path to the answer: a drawn length shorter than it "
+            "gets the whole path (so every trace writes each combination step)."
+        ),
+    )
     wrong_rate: float = Field(
         0.0,
         ge=0.0,
@@ -831,6 +838,8 @@ def make_completion(
         trace = "".join(rng.choice(symbols, size=length))
     else:
         final = ",".join(final_steps)
+        if trace_cfg.keep_path:
+            length = max(length, min(len(final), budget))
         if length <= len(final):
             trace = final[len(final) - length :]
         else:
