@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     rows = [{"step": 0, "rl_minutes": 0.0, **trainer.evaluate()}]
     window: list[dict[str, Any]] = []
     rl_seconds = 0.0
-    print(f"{'step':>6} {'p10':>5} {'p90':>5} {'p90/p10':>7} {'mean':>6} {'mean@k':>7} {'min':>5}")
+    print(f"{'step':>6} {'p10':>5} {'p90':>5} {'p90/p10':>7} {'mean':>6} {'mean@k':>7} {'RL min':>6}")
     _print(rows[0])
     while trainer.step_index < cfg.steps:
         record = trainer.step()
@@ -83,7 +83,7 @@ def _print(row: dict[str, Any]) -> None:
     mean = f"{row['mean']:6.1f}" if "mean" in row else f"{'':>6}"
     print(
         f"{row['step']:6d} {p10} {p90} {ratio} {mean} {row.get('eval/mean_at_k', 0):7.3f} "
-        f"{row['rl_minutes']:5.1f}",
+        f"{row['rl_minutes']:6.1f}",
         flush=True,
     )
 
