@@ -53,7 +53,9 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     rows = [{"step": 0, "rl_minutes": 0.0, **trainer.evaluate()}]
     window: list[dict[str, Any]] = []
     rl_seconds = 0.0
-    print(f"{'step':>6} {'p10':>5} {'p90':>5} {'p90/p10':>7} {'mean':>6} {'mean@k':>7} {'RL min':>6}")
+    print(
+        f"{'step':>6} {'p10':>5} {'p90':>5} {'p90/p10':>7} {'mean':>6} {'mean@k':>7} {'RL min':>6}"
+    )
     _print(rows[0])
     while trainer.step_index < cfg.steps:
         record = trainer.step()

@@ -158,9 +158,9 @@ def test_dapo_recipe_sets_exactly_its_fields() -> None:
     base = TrainConfig()
     for name, fields in RECIPES.items():
         cfg = TrainConfig(recipe=name)
-        changed = {
-            k for k in TrainConfig.model_fields if getattr(cfg, k) != getattr(base, k)
-        } - {"recipe"}
+        changed = {k for k in TrainConfig.model_fields if getattr(cfg, k) != getattr(base, k)} - {
+            "recipe"
+        }
         assert changed == {k for k, v in fields.items() if getattr(base, k) != v}
         assert all(getattr(cfg, k) == v for k, v in fields.items())
     assert RECIPES["dapo"]["aggregator"] == "dapo"
