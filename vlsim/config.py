@@ -377,6 +377,10 @@ PRESETS: dict[str, dict[str, Any]] = {
             "length_correctness_slope": 0.0,
         },
         "max_new_tokens": 96,
+        # 16 prompts of 8 answers (128 as by default): each step then holds every size (with 8
+        # prompts, a step without 4-number problems has a narrow spread by chance).
+        "prompts_per_step": 16,
+        "group_size": 8,
     },
     "growing": {
         # Lengths grow, R1 style, through an intrinsic link: warm-start traces are too short to
@@ -385,6 +389,12 @@ PRESETS: dict[str, dict[str, Any]] = {
         # then do without writing them. Answers that write the steps out are more often right,
         # so RL lengthens them. No wrong examples are planted (wrong_rate 0): the link comes
         # from the policy's own skill. 2- and 3-number problems mixed, traces per step.
+        # MEASURED, TARGET NOT MET: seed 0, 1 thread on a shared 2-core machine (load 5-10):
+        # held-out mean@k 0.146 -> 0.195 in 150 steps (about 13 RL minutes), but the mean
+        # length stayed flat (12.8 -> 12.4 at step 150 with GRPO; 12.7 -> 10.2 at step 100
+        # with Dr. GRPO): the policy gains on 2-number problems without writing more steps.
+        # An earlier variant (planted wrong answers after short traces: wrong_rate 0.5, slope
+        # -2.5) shrank lengths too (19.9 -> 12.7 in 50 steps).
         "task": {"sizes": [2, 3]},
         "trace": {
             "length": {"kind": "lognormal", "median": 3, "sigma": 0.6},
