@@ -210,6 +210,12 @@ class TrainConfig(BaseModel):
     preset: str = Field(
         "default", description="The preset this config started from (its defaults: 'default')."
     )
+    recipe: Literal["none", "dapo", "dapo_vl_norm"] = Field(
+        "none",
+        description="An RL recipe that sets several fields at once (see RECIPES): 'dapo' is "
+        "DAPO as published (clip-higher 0.2/0.28, dynamic sampling, token-mean); "
+        "'dapo_vl_norm' is the same with VL Norm aggregation; 'none' sets nothing.",
+    )
     # task and warm-start data
     task: TaskConfig = Field(
         default_factory=TaskConfig,
@@ -288,6 +294,28 @@ class TrainConfig(BaseModel):
     )
     seed: int = Field(0, ge=0, description="Seed of the policy init, sampling and problem order.")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _recipe_defaults(cls, data: Any) -> Any:
+        """Fill the fields a recipe sets that were not given (given ones are checked after)."""
+        if isinstance(data, dict) and data.get("recipe") in RECIPES:
+            return {**RECIPES[data["recipe"]], **data}
+        return data
+
+    @model_validator(mode="after")
+    def _recipe_holds(self) -> TrainConfig:
+        clashes = [
+            f"{key}={getattr(self, key)!r} (the recipe sets {value!r})"
+            for key, value in RECIPES.get(self.recipe, {}).items()
+            if getattr(self, key) != value
+        ]
+        if clashes:
+            raise ValueError(
+                f"recipe {self.recipe!r} contradicts the settings given: {'; '.join(clashes)}. "
+                f"Drop those settings, or set recipe to 'none' to choose them freely"
+            )
+        return self
+
     @field_validator("device")
     @classmethod
     def _device_name(cls, value: str) -> str:
@@ -345,8 +373,102 @@ PRESETS: dict[str, dict[str, Any]] = {
         "sft_steps": 800,
         "steps": 400,
     },
+    "wide": {
+        # Lengths stay wide through the TASK: 2-, 3- and 4-number CountDown mixed (40/20/40%).
+        # Every warm-start trace writes each combination step of its path (keep_path), plus
+        # dead ends in proportion to the steps (median 8 tokens a step), so a 4-number answer
+        # is about three times a 2-number one; even a policy that drops every dead end still
+        # writes 3 steps for 4 numbers and 1 for 2. No planted wrong answers (wrong_rate 0).
+        # MEASURED (benchmarks/bench_presets.py, GRPO, seed 0, 1 thread on a shared 2-core
+        # machine, load 3-5): over 300 steps (6.4 RL minutes) the step's p90/p10 stayed between
+        # 2.72 and 4.02 (median 3.27; 3 of 12 evaluations under 3, so the ">= 3 at every
+        # evaluation" target is not yet met), mean length 26.3 -> 25.0 tokens; held-out mean@k
+        # 0.086 -> 0.107 (best 0.148; 96 problems x 4 samples, so +-0.03 is noise). Not yet run
+        # for 1,000 steps.
+        "task": {"sizes": [2, 3, 4], "size_weights": [0.4, 0.2, 0.4]},
+        "trace": {
+            "length": {"kind": "lognormal", "median": 8, "sigma": 0.5},
+            "length_per_step": True,
+            "keep_path": True,
+            "wrong_rate": 0.0,
+            "length_correctness_slope": 0.0,
+        },
+        "max_new_tokens": 96,
+        # 16 prompts of 8 answers (128 as by default): each step then holds every size (with 8
+        # prompts, a step without 4-number problems has a narrow spread by chance).
+        "prompts_per_step": 16,
+        "group_size": 8,
+    },
+    "growing": {
+        # Lengths grow, R1 style, through an intrinsic link: warm-start traces are too short to
+        # hold the whole solution path (median 3 tokens a step; a written step such as
+        # "12+7=19" takes 7), and a trace cut short loses its first steps, which the policy must
+        # then do without writing them. Answers that write the steps out are more often right,
+        # so RL lengthens them. No wrong examples are planted (wrong_rate 0): the link comes
+        # from the policy's own skill. 2- and 3-number problems mixed, traces per step.
+        # MEASURED, TARGET NOT MET: seed 0, 1 thread on a shared 2-core machine (load 5-10):
+        # held-out mean@k 0.146 -> 0.195 in 150 steps (about 13 RL minutes), but the mean
+        # length stayed flat (12.8 -> 12.4 at step 150 with GRPO; 12.7 -> 10.2 at step 100
+        # with Dr. GRPO): the policy gains on 2-number problems without writing more steps.
+        # An earlier variant (planted wrong answers after short traces: wrong_rate 0.5, slope
+        # -2.5) shrank lengths too (19.9 -> 12.7 in 50 steps).
+        "task": {"sizes": [2, 3]},
+        "trace": {
+            "length": {"kind": "lognormal", "median": 3, "sigma": 0.6},
+            "length_per_step": True,
+            "wrong_rate": 0.0,
+            "length_correctness_slope": 0.0,
+        },
+        "max_new_tokens": 96,
+    },
 }
 """Named starting points: what each changes from TrainConfig's defaults ("default": nothing)."""
+
+
+RECIPES: dict[str, dict[str, Any]] = {
+    # DAPO (Yu et al. 2025) as the VL Norm paper runs it: clip-higher (ratio kept in
+    # [1 - 0.2, 1 + 0.28]), dynamic sampling (groups whose answers all get the same reward are
+    # dropped from the update; they are not replaced by new samples), token-mean aggregation,
+    # group-normalised advantages and no KL term. Overlong reward shaping is not part of it here:
+    # answers cut at the budget get reward 0 in every run.
+    "dapo": {
+        "aggregator": "dapo",
+        "clip_low": 0.2,
+        "clip_high": 0.28,
+        "dynamic_sampling": True,
+        "std_normalize": True,
+        "kl_coef": 0.0,
+    },
+    # The same recipe with VL Norm aggregation in place of the token mean (the paper's
+    # "DAPO + VL Norm"); alpha and scope stay free (defaults 1.0 and per group, as in the paper).
+    "dapo_vl_norm": {
+        "aggregator": "vl_norm",
+        "clip_low": 0.2,
+        "clip_high": 0.28,
+        "dynamic_sampling": True,
+        "std_normalize": True,
+        "kl_coef": 0.0,
+    },
+}
+"""What each recipe of TrainConfig.recipe sets; a config naming a recipe must agree with it."""
+
+RECIPE_DISPLAY_NAMES: dict[str, str] = {
+    "none": "None (set each field)",
+    "dapo": "DAPO",
+    "dapo_vl_norm": "DAPO + VL Norm",
+}
+"""How the UI names each value of TrainConfig.recipe."""
+
+
+def apply_recipe(cfg: TrainConfig, recipe: str) -> TrainConfig:
+    """cfg switched to a recipe: the recipe's fields overwrite cfg's ('none' changes only the name)."""
+    if recipe != "none" and recipe not in RECIPES:
+        raise ValueError(f"unknown recipe {recipe!r}; choose none or {', '.join(RECIPES)}")
+    data = {**cfg.model_dump(), **RECIPES.get(recipe, {}), "recipe": recipe}
+    try:
+        return TrainConfig.model_validate(data)
+    except ValidationError as err:
+        raise ValueError(f"invalid training config:\n{format_errors(err)}") from err
 
 
 def preset_config(preset: str = "default", **overrides: Any) -> TrainConfig:

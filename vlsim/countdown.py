@@ -8,6 +8,7 @@ length becomes a knob of the experiments.
 Text formats (one character is one token, except the special tokens such as "<eos>"):
 
     prompt      "<bos>" + numbers right-aligned and joined by spaces + "=" + target + "<sep>"
+                (in a task mixing sizes, smaller problems are padded on the left with spaces)
     completion  trace + "<ans>" + expression + "<eos>"
 
 e.g. with 3 numbers in [1, 20] (width 2) and targets <= 100 (width 3): "<bos> 3  7 12= 15<sep>"
@@ -28,7 +29,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from functools import cache, lru_cache
 from math import gcd
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import torch
@@ -48,7 +49,12 @@ class TaskConfig(BaseModel):
 
     # Two numbers by default: the small policy then starts near 20% held-out sampled accuracy,
     # so most groups carry a learning signal; with three it stays near chance.
-    n_numbers: int = Field(2, ge=2, le=5, description="How many numbers each problem gives (2-5).")
+    n_numbers: int = Field(
+        2,
+        ge=2,
+        le=5,
+        description="How many numbers each problem gives (2-5); with sizes, the most any gives.",
+    )
     low: int = Field(1, ge=1, le=999, description="Smallest number a problem may give.")
     high: int = Field(20, ge=1, le=999, description="Largest number a problem may give.")
     max_target: int = Field(
@@ -56,12 +62,55 @@ class TaskConfig(BaseModel):
     )
     n_train: int = Field(400, ge=1, le=1_000_000, description="Number of training problems.")
     n_test: int = Field(96, ge=0, le=1_000_000, description="Number of held-out test problems.")
+    sizes: tuple[int, ...] = Field(
+        (),
+        max_length=4,
+        description=(
+            "A mixed task: the number counts its problems give, e.g. (2, 3, 4); empty: every "
+            "problem gives n_numbers. Bigger problems need longer searches, so a mix keeps "
+            "answer lengths spread. n_numbers (the prompt width) defaults to the largest size."
+        ),
+    )
+    size_weights: tuple[float, ...] = Field(
+        (),
+        description="Share of problems of each entry of sizes (normalised); empty: equal shares.",
+    )
     seed: int = Field(0, ge=0, description="Random seed; the same seed gives the same problems.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _width_from_sizes(cls, data: Any) -> Any:
+        """A mixed task without n_numbers gets the largest size as its prompt width."""
+        if isinstance(data, dict) and data.get("sizes") and "n_numbers" not in data:
+            try:
+                largest = max(int(k) for k in data["sizes"])
+            except (TypeError, ValueError):
+                return data  # field validation names the bad entry
+            if 2 <= largest <= 5:  # else the size check below names the bad size
+                return {**data, "n_numbers": largest}
+        return data
 
     @model_validator(mode="after")
     def _consistent(self) -> TaskConfig:
         if self.high < self.low:
             raise ValueError(f"high ({self.high}) must be at least low ({self.low})")
+        if any(not 2 <= k <= 5 for k in self.sizes) or len(set(self.sizes)) != len(self.sizes):
+            raise ValueError(f"sizes {self.sizes} must be distinct number counts from 2 to 5")
+        if self.sizes and max(self.sizes) > self.n_numbers:
+            raise ValueError(
+                f"sizes {self.sizes} include {max(self.sizes)} numbers, but prompts hold "
+                f"n_numbers={self.n_numbers}: raise n_numbers or leave it unset"
+            )
+        if self.size_weights:
+            if len(self.size_weights) != len(self.sizes):
+                raise ValueError(
+                    f"size_weights has {len(self.size_weights)} entries but sizes has "
+                    f"{len(self.sizes)}: give one weight per size"
+                )
+            if any(not (w >= 0 and math.isfinite(w)) for w in self.size_weights) or not sum(
+                self.size_weights
+            ):
+                raise ValueError("size_weights must be finite, >= 0 and not all 0")
         needed = self.n_train + self.n_test
         most = self.max_distinct_problems()
         if needed > most:
@@ -75,7 +124,16 @@ class TaskConfig(BaseModel):
     def max_distinct_problems(self) -> int:
         """An upper bound on distinct problems: multisets of numbers times possible targets."""
         choices = self.high - self.low + 1
-        return math.comb(choices + self.n_numbers - 1, self.n_numbers) * self.max_target
+        return sum(math.comb(choices + k - 1, k) for k in self.counts()) * self.max_target
+
+    def counts(self) -> tuple[int, ...]:
+        """The number counts problems may give: sizes, or (n_numbers,) for a single-size task."""
+        return self.sizes or (self.n_numbers,)
+
+    def shares(self) -> np.ndarray:
+        """Share of problems of each entry of counts(), summing to 1."""
+        w = np.asarray(self.size_weights or [1.0] * len(self.counts()), dtype=float)
+        return w / w.sum()
 
 
 @dataclass(frozen=True)
@@ -102,9 +160,12 @@ def _apply(a: Fraction, op: str, b: Fraction) -> Fraction | None:
     return a / b if b != 0 else None
 
 
-def _random_problem(cfg: TaskConfig, rng: np.random.Generator) -> tuple[Problem, str] | None:
+def _random_problem(
+    cfg: TaskConfig, rng: np.random.Generator, n_numbers: int | None = None
+) -> tuple[Problem, str] | None:
     """Numbers combined in a random tree; (problem, its expression) if the value is a valid target."""
-    numbers = tuple(int(x) for x in rng.integers(cfg.low, cfg.high + 1, size=cfg.n_numbers))
+    size = cfg.n_numbers if n_numbers is None else n_numbers
+    numbers = tuple(int(x) for x in rng.integers(cfg.low, cfg.high + 1, size=size))
     items = [(Fraction(x), _atom(str(x))) for x in numbers]
     while len(items) > 1:
         i, j = (int(k) for k in rng.choice(len(items), size=2, replace=False))
@@ -128,11 +189,12 @@ def make_splits(cfg: TaskConfig) -> tuple[list[Problem], list[Problem]]:
     """
     rng = np.random.default_rng(cfg.seed)
     needed = cfg.n_train + cfg.n_test
+    plan = _size_plan(cfg, rng) if cfg.sizes else None
     seen: set[tuple[tuple[int, ...], int]] = set()
     problems: list[Problem] = []
     misses = 0
     while len(problems) < needed:
-        drawn = _random_problem(cfg, rng)
+        drawn = _random_problem(cfg, rng, None if plan is None else plan[len(problems)])
         if drawn is None or drawn[0].key in seen:
             misses += 1
             if misses > 50_000:
@@ -148,6 +210,24 @@ def make_splits(cfg: TaskConfig) -> tuple[list[Problem], list[Problem]]:
         seen.add(problem.key)
         problems.append(problem)
     return problems[: cfg.n_train], problems[cfg.n_train :]
+
+
+def _quota(n: int, shares: np.ndarray) -> np.ndarray:
+    """n split in proportion to shares, rounded by largest remainder (sums to n)."""
+    raw = n * shares
+    counts = np.floor(raw).astype(int)
+    order = np.argsort(-(raw - counts), kind="stable")
+    counts[order[: n - int(counts.sum())]] += 1
+    return counts
+
+
+def _size_plan(cfg: TaskConfig, rng: np.random.Generator) -> list[int]:
+    """The number count of each problem of a mixed task: train then test, each split in shares."""
+    plan: list[int] = []
+    for n in (cfg.n_train, cfg.n_test):
+        part = np.repeat(np.asarray(cfg.counts()), _quota(n, cfg.shares()))
+        plan.extend(int(k) for k in rng.permutation(part))
+    return plan
 
 
 # ---------------------------------------------------------------------------------------------
@@ -538,10 +618,9 @@ def prompt_width(cfg: TaskConfig) -> int:
 def format_prompt(problem: Problem, cfg: TaskConfig) -> str:
     """Prompt text: <bos>, numbers and target right-aligned to the task's widths, <sep>."""
     number_width, target_width = _widths(cfg)
-    if len(problem.numbers) != cfg.n_numbers:
-        raise ValueError(
-            f"problem has {len(problem.numbers)} numbers, the task n_numbers={cfg.n_numbers}"
-        )
+    if len(problem.numbers) not in cfg.counts():
+        allowed = f"sizes={cfg.sizes}" if cfg.sizes else f"n_numbers={cfg.n_numbers}"
+        raise ValueError(f"problem has {len(problem.numbers)} numbers, the task {allowed}")
     if (
         not all(0 <= x <= cfg.high for x in problem.numbers)
         or not 0 <= problem.target <= cfg.max_target
@@ -550,7 +629,8 @@ def format_prompt(problem: Problem, cfg: TaskConfig) -> str:
             f"{problem} does not fit the task (high={cfg.high}, max_target={cfg.max_target})"
         )
     numbers = " ".join(f"{x:>{number_width}}" for x in problem.numbers)
-    return f"{BOS}{numbers}={problem.target:>{target_width}}{SEP}"
+    field = cfg.n_numbers * number_width + cfg.n_numbers - 1  # fewer numbers: padded on the left
+    return f"{BOS}{numbers:>{field}}={problem.target:>{target_width}}{SEP}"
 
 
 def encode_prompts(
@@ -590,6 +670,21 @@ class TraceConfig(BaseModel):
     length: LengthSpec = Field(
         default_factory=lambda: LogNormalLengths(median=16.0, sigma=0.6),
         description="Distribution of the trace length in tokens (cut to fit max_new_tokens).",
+    )
+    length_per_step: bool = Field(
+        False,
+        description=(
+            "Read the length as tokens per combination step: a problem of n numbers gets n - 1 "
+            "times the drawn length, as its search has more steps (mixed tasks: lengths follow "
+            "problem size). P(wrong) still uses the drawn length, i.e. thoroughness per step."
+        ),
+    )
+    keep_path: bool = Field(
+        False,
+        description=(
+            "Never cut into the written path to the answer: a drawn length shorter than it "
+            "gets the whole path (so every trace writes each combination step)."
+        ),
     )
     wrong_rate: float = Field(
         0.0,
@@ -714,10 +809,13 @@ def make_completion(
     """One warm-start completion (trace + <ans> + expression + <eos>) and whether it is correct.
 
     The trace length is drawn from trace_cfg.length (clipped to max_new_tokens, which sets z for
-    the wrong-answer probability) and then cut so the whole completion fits max_new_tokens.
+    the wrong-answer probability), times n - 1 if trace_cfg.length_per_step, and then cut so the
+    whole completion fits max_new_tokens.
     """
     length = int(trace_cfg.length.sample(rng, 1, max_new_tokens)[0])
     wrong = rng.random() < wrong_probability(trace_cfg, length, max_new_tokens)
+    if trace_cfg.length_per_step:
+        length *= len(problem.numbers) - 1
     solutions = _solutions(tuple(problem.numbers), problem.target)
     if not solutions:
         raise ValueError(f"{problem} has no solution")
@@ -740,6 +838,8 @@ def make_completion(
         trace = "".join(rng.choice(symbols, size=length))
     else:
         final = ",".join(final_steps)
+        if trace_cfg.keep_path:
+            length = max(length, min(len(final), budget))
         if length <= len(final):
             trace = final[len(final) - length :]
         else:
