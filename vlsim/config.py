@@ -399,28 +399,6 @@ PRESETS: dict[str, dict[str, Any]] = {
         "prompts_per_step": 16,
         "group_size": 8,
     },
-    "growing": {
-        # Lengths grow, R1 style, through an intrinsic link: warm-start traces are too short to
-        # hold the whole solution path (median 3 tokens a step; a written step such as
-        # "12+7=19" takes 7), and a trace cut short loses its first steps, which the policy must
-        # then do without writing them. Answers that write the steps out are more often right,
-        # so RL lengthens them. No wrong examples are planted (wrong_rate 0): the link comes
-        # from the policy's own skill. 2- and 3-number problems mixed, traces per step.
-        # MEASURED, TARGET NOT MET: seed 0, 1 thread on a shared 2-core machine (load 5-10):
-        # held-out mean@k 0.146 -> 0.195 in 150 steps (about 13 RL minutes), but the mean
-        # length stayed flat (12.8 -> 12.4 at step 150 with GRPO; 12.7 -> 10.2 at step 100
-        # with Dr. GRPO): the policy gains on 2-number problems without writing more steps.
-        # An earlier variant (planted wrong answers after short traces: wrong_rate 0.5, slope
-        # -2.5) shrank lengths too (19.9 -> 12.7 in 50 steps).
-        "task": {"sizes": [2, 3]},
-        "trace": {
-            "length": {"kind": "lognormal", "median": 3, "sigma": 0.6},
-            "length_per_step": True,
-            "wrong_rate": 0.0,
-            "length_correctness_slope": 0.0,
-        },
-        "max_new_tokens": 96,
-    },
 }
 """Named starting points: what each changes from TrainConfig's defaults ("default": nothing)."""
 
