@@ -268,7 +268,8 @@ def test_length_lab_link_sets_the_widgets(page, server):
     expect(slider_input(page, "lab.alpha")).to_have_value("0.5")
     assert page.locator('[data-testid="stAlertContentWarning"]').count() == 0
     params = url_params(page)
-    assert params["group_size"] == "8" and params["lengths.kind"] == "lognormal"
+    assert params["group_size"] == "8" and params["lengths.sigma"] == "1.2"
+    assert "lengths.kind" not in params  # log-normal is the default family: a clean URL
     expect(page.get_by_text("G = 8 answers")).to_be_visible()
     screenshot(page, "lab-shared-link")
 
