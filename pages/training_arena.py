@@ -35,8 +35,9 @@ from pages.training_common import (
 )
 from vlsim.aggregators import AGGREGATORS, ALPHA_RANGE
 from vlsim.config import PRESETS, ProbeConfig, TrainConfig, format_errors, preset_config
-from vlsim.countdown import TaskConfig, TraceConfig
+from vlsim.countdown import TaskConfig
 from vlsim.scenario import from_query, parent_of, to_query
+from vlsim.traces import TraceConfig
 
 ensure_app_navigation()
 

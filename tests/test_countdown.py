@@ -20,13 +20,10 @@ from vlsim.countdown import (
     CharTokenizer,
     Problem,
     TaskConfig,
-    TraceConfig,
-    build_sft_batch,
     encode_prompts,
     extract_answer,
     format_prompt,
     is_well_formed,
-    make_completion,
     make_splits,
     prompt_width,
     reward,
@@ -34,6 +31,7 @@ from vlsim.countdown import (
     verify,
 )
 from vlsim.lengths import FixedLengths, LogNormalLengths
+from vlsim.traces import TraceConfig, build_sft_batch, make_completion
 
 SMALL = TaskConfig(n_numbers=3, n_train=300, n_test=50, seed=1)
 

@@ -21,11 +21,11 @@ from vlsim.countdown import (
     TaskConfig,
     encode_prompts,
     format_prompt,
-    make_completion,
     make_splits,
     prompt_width,
     verify,
 )
+from vlsim.traces import make_completion
 
 TOKENIZER = CharTokenizer()
 
@@ -126,8 +126,8 @@ def test_wide_warmstart_traces_have_a_wide_spread_that_follows_problem_size() ->
 
 
 def test_length_per_step_scales_the_trace_with_the_number_of_steps() -> None:
-    from vlsim.countdown import TraceConfig
     from vlsim.lengths import FixedLengths
+    from vlsim.traces import TraceConfig
 
     trace = TraceConfig(length=FixedLengths(length=12), length_per_step=True)
     rng = np.random.default_rng(1)
@@ -183,8 +183,8 @@ def test_every_recipe_value_has_a_display_name() -> None:
 
 
 def test_keep_path_writes_every_step_however_short_the_drawn_length() -> None:
-    from vlsim.countdown import TraceConfig
     from vlsim.lengths import FixedLengths
+    from vlsim.traces import TraceConfig
 
     rng = np.random.default_rng(2)
     problem = Problem((3, 7, 2, 1), 21)

@@ -27,9 +27,10 @@ from vlsim.config import (
     load_config,
     preset_config,
 )
-from vlsim.countdown import TaskConfig, TraceConfig
+from vlsim.countdown import TaskConfig
 from vlsim.liveness import checked_run, checked_runs, status_text
 from vlsim.stopping import StopFlag
+from vlsim.traces import TraceConfig
 
 
 def _store(args: argparse.Namespace):

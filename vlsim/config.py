@@ -22,8 +22,9 @@ from pydantic import (
 )
 
 from vlsim.aggregators import AGGREGATORS, check_alpha, check_name
-from vlsim.countdown import TaskConfig, TraceConfig
+from vlsim.countdown import TaskConfig
 from vlsim.lengths import LengthSpec, LogNormalLengths
+from vlsim.traces import TraceConfig
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 

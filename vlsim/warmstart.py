@@ -18,8 +18,9 @@ import numpy as np
 import torch
 
 from vlsim.config import TrainConfig
-from vlsim.countdown import CharTokenizer, Problem, build_sft_batch, prompt_width
+from vlsim.countdown import CharTokenizer, Problem, prompt_width
 from vlsim.model import TinyGPT, model_config, sequence_logprobs
+from vlsim.traces import build_sft_batch
 
 WARMSTART_VERSION = 1  # bump when the warm-start procedure changes, to invalidate caches
 
