@@ -34,9 +34,9 @@ from pages.training_common import (
     recent_groups,
 )
 from vlsim.aggregators import AGGREGATORS, ALPHA_RANGE
-from vlsim.config import PRESETS, ProbeConfig, TrainConfig, format_errors, preset_config
+from vlsim.config import PRESETS, ProbeConfig, TrainConfig, format_errors, parent_of, preset_config
 from vlsim.countdown import TaskConfig
-from vlsim.scenario import from_query, parent_of, to_query
+from vlsim.scenario import from_query, to_query
 from vlsim.traces import TraceConfig
 
 ensure_app_navigation()

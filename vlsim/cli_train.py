@@ -25,6 +25,7 @@ from vlsim.config import (
     TrainConfig,
     format_errors,
     load_config,
+    merge_dicts,
     preset_config,
 )
 from vlsim.countdown import TaskConfig
@@ -58,14 +59,14 @@ def _train_configs(args: argparse.Namespace) -> list[TrainConfig]:
                 raise CliError(f"--{dest.replace('.', '-').replace('_', '-')} needs a value")
             choices.append([(dest, v) for v in dict.fromkeys(values)])
     plain = [d for d in args._fields if d not in args._lists]
-    base = _deep_merge(data, overrides_from_args(args, plain))
+    base = merge_dicts(data, overrides_from_args(args, plain))
     if args.trace_lengths:
         base.setdefault("trace", {})["length"] = parse_lengths(args.trace_lengths)
     cfgs = []
     for combo in itertools.product(*choices):
         merged = base
         for dest, value in combo:
-            merged = _deep_merge(
+            merged = merge_dicts(
                 merged, overrides_from_args(argparse.Namespace(**{dest: value}), [dest])
             )
         try:
@@ -76,17 +77,6 @@ def _train_configs(args: argparse.Namespace) -> list[TrainConfig]:
             text = format_errors(err) if isinstance(err, ValidationError) else str(err)
             raise CliError(f"{text}{where}") from err
     return cfgs
-
-
-def _deep_merge(base: dict, update: dict) -> dict:
-    out = dict(base)
-    for key, value in update.items():
-        out[key] = (
-            _deep_merge(out[key], value)
-            if isinstance(value, dict) and isinstance(out.get(key), dict)
-            else value
-        )
-    return out
 
 
 class _Progress:

@@ -8,6 +8,7 @@ task, the model) are declared beside the code that uses them and composed here.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -454,20 +455,31 @@ def preset_config(preset: str = "default", **overrides: Any) -> TrainConfig:
     """A TrainConfig from a preset plus overrides (nested dicts merge into the preset's)."""
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
-    data = _merge({"preset": preset}, PRESETS[preset])
-    data = _merge(data, overrides)
+    data = merge_dicts({"preset": preset}, PRESETS[preset])
+    data = merge_dicts(data, overrides)
     try:
         return TrainConfig.model_validate(data)
     except ValidationError as err:
         raise ValueError(f"invalid training config:\n{format_errors(err)}") from err
 
 
-def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+def merge_dicts(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
     """Recursive dict merge: nested dicts merge, anything else replaces."""
     out = dict(base)
     for key, value in update.items():
         if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
+            out[key] = merge_dicts(out[key], value)
         else:
             out[key] = value
     return out
+
+
+def parent_of(data: dict, path: Sequence[str]) -> dict:
+    """The dict that holds path's last key, creating (or replacing non-dict) parents on the way."""
+    for part in path[:-1]:
+        child = data.get(part)
+        if not isinstance(child, dict):
+            child = {}
+            data[part] = child
+        data = child
+    return data

@@ -17,7 +17,7 @@ import math
 import re
 import types
 import typing
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from itertools import combinations
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 
@@ -25,7 +25,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from vlsim.aggregators import ALPHA_RANGE
-from vlsim.config import SWEEP_PARAMS
+from vlsim.config import SWEEP_PARAMS, parent_of
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -258,17 +258,6 @@ def _resolve(
             return f"{'.'.join(parts[: depth + 1])!r} has no sub-settings"
         cls = nested
     return "not a setting name"  # pragma: no cover (loop always returns)
-
-
-def parent_of(data: dict, path: Sequence[str]) -> dict:
-    """The dict that holds path's last key, creating (or replacing non-dict) parents on the way."""
-    for part in path[:-1]:
-        child = data.get(part)
-        if not isinstance(child, dict):
-            child = {}
-            data[part] = child
-        data = child
-    return data
 
 
 def _set(data: dict, path: tuple[str, ...], value: Any) -> None:

@@ -20,9 +20,8 @@ import pandas as pd
 from pydantic import BaseModel, ValidationError
 
 from vlsim.aggregators import AGGREGATORS
-from vlsim.config import LabConfig, TrainConfig, format_errors, preset_config
+from vlsim.config import LabConfig, TrainConfig, format_errors, parent_of, preset_config
 from vlsim.liveness import check_runs
-from vlsim.scenario import parent_of
 from vlsim.store import RunInfo, Store
 from vlsim.sweeps.spec import (
     CONFIG_KEY_EXCLUDE,
