@@ -40,7 +40,6 @@ from vlsim.stats.curves import curve_bands, final_values, seed_matrix
 from vlsim.stats.intervals import (
     LEVEL,
     MIN_N,
-    N_BOOT,
     Estimate,
     difference,
     fieller_ratio,
@@ -69,7 +68,6 @@ __all__ = [
     "MIN_N",
     "MIN_N_SPEEDUP",
     "MIN_REACHED_SHARE",
-    "N_BOOT",
     "PROBE_SUMMARY_STATS",
     "TOO_CENSORED",
     "Censored",

@@ -22,7 +22,6 @@ from scipy import stats as sps
 from vlsim.analysis import first_crossing
 from vlsim.stats.intervals import (
     LEVEL,
-    N_BOOT,
     Estimate,
     _ratio,
     fieller_ratio,
@@ -237,16 +236,12 @@ def threshold_summary(
     data: Censored,
     horizon: float | None = None,
     level: float = LEVEL,
-    n_boot: int = N_BOOT,
-    seed: int = 0,
 ) -> ThresholdSummary:
     """How many seeds reach the threshold, the KM median and the restricted mean, with CIs.
 
     horizon defaults to the longest follow-up of these runs. The restricted mean's interval is
-    the t interval of the per-run restricted times; the median's is `median_interval`. n_boot
-    and seed are accepted for compatibility and unused.
+    the t interval of the per-run restricted times; the median's is `median_interval`.
     """
-    del n_boot, seed
     if data.n == 0:
         nan = no_interval(level=level)
         return ThresholdSummary(0, 0, math.nan, nan, nan)
@@ -264,8 +259,6 @@ def speedup(
     other: Censored,
     paired: bool,
     level: float = LEVEL,
-    n_boot: int = N_BOOT,
-    seed: int = 0,
 ) -> Estimate:
     """How many times faster `other` reaches the threshold than `base`, with Fieller's CI.
 
@@ -275,10 +268,8 @@ def speedup(
     seeds both conditions share. No interval with fewer than MIN_N_SPEEDUP runs per side, or when in both
     conditions fewer than MIN_REACHED_SHARE of the runs reached the threshold (method text
     TOO_CENSORED). NaN when no run reaches the threshold or every run reaches it at step 0
-    (choose another threshold). n_boot and
-    seed are accepted for compatibility and unused.
+    (choose another threshold).
     """
-    del n_boot, seed
     if paired:
         shared = [s for s in base.seeds if s in set(other.seeds)]
         base, other = base.subset(shared), other.subset(shared)

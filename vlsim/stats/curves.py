@@ -11,7 +11,7 @@ import pandas as pd
 from scipy import stats as sps
 
 from vlsim.analysis import smooth
-from vlsim.stats.intervals import LEVEL, MIN_N, N_BOOT
+from vlsim.stats.intervals import LEVEL, MIN_N
 
 
 def seed_matrix(
@@ -44,16 +44,12 @@ def curve_bands(
     metric: str,
     smoothing: float = 0.0,
     level: float = LEVEL,
-    n_boot: int = N_BOOT,
-    seed: int = 0,
 ) -> pd.DataFrame:
     """Mean curve across seeds with a pointwise Student-t band: columns step, mean, low, high, n.
 
     At each step, mean +- t_{n-1} * sd / sqrt(n) over the seeds that logged it (the same interval
-    as `mean_ci`); low/high are NaN where fewer than 2 seeds logged the step. n_boot and seed
-    are accepted for compatibility and unused.
+    as `mean_ci`); low/high are NaN where fewer than 2 seeds logged the step.
     """
-    del n_boot, seed
     mat = seed_matrix(frames, metric, smoothing)
     columns = ["step", "mean", "low", "high", "n"]
     if mat.shape[1] == 0:

@@ -18,9 +18,6 @@ from scipy import stats as sps
 LEVEL = 0.95
 """Default confidence level of every interval."""
 
-N_BOOT = 2000
-"""Resamples of the bootstrap intervals that remain (none in the default methods; kept for API)."""
-
 MIN_N = 2
 """Fewest values (or pairs) behind an interval: one value says nothing about its spread."""
 
@@ -183,14 +180,8 @@ def _ratio(num: float, den: float) -> float:
 def mean_ci(
     samples: Sequence[float] | np.ndarray,
     level: float = LEVEL,
-    n_boot: int = N_BOOT,
-    seed: int = 0,
 ) -> Estimate:
-    """Mean of the samples (NaN ignored) with a Student-t interval (none below 2 samples).
-
-    n_boot and seed are accepted for compatibility and unused: the interval is exact, not drawn.
-    """
-    del n_boot, seed
+    """Mean of the samples (NaN ignored) with a Student-t interval (none below 2 samples)."""
     return t_interval(samples, level)
 
 
@@ -199,8 +190,6 @@ def difference(
     b: Mapping[int, float],
     paired: bool,
     level: float = LEVEL,
-    n_boot: int = N_BOOT,
-    seed: int = 0,
 ) -> Estimate:
     """Mean of b minus mean of a with a t interval; `a` and `b` map seed -> value.
 
@@ -208,7 +197,6 @@ def difference(
     which removes what the seed itself contributes; otherwise Welch's interval. n is the number
     of seeds (pairs) behind the estimate, the smaller side when unpaired.
     """
-    del n_boot, seed
     a = {s: float(v) for s, v in a.items() if not math.isnan(float(v))}
     b = {s: float(v) for s, v in b.items() if not math.isnan(float(v))}
     if paired:

@@ -8,7 +8,7 @@ from typing import Any
 import pandas as pd
 
 from vlsim.analysis import probe_series, probe_table
-from vlsim.stats.intervals import LEVEL, N_BOOT, mean_ci
+from vlsim.stats.intervals import LEVEL, mean_ci
 
 PROBE_SUMMARY_STATS = ("variance", "cv", "relative_variance", "scale", "efficiency")
 """Per-aggregator probe statistics that `probe_summary` collects when present."""
@@ -36,8 +36,6 @@ def _run_probe_means(probes: Sequence[Mapping[str, Any]]) -> dict[tuple[str, str
 def probe_summary(
     probes: Mapping[int, Sequence[Mapping[str, Any]]],
     level: float = LEVEL,
-    n_boot: int = N_BOOT,
-    seed: int = 0,
 ) -> pd.DataFrame:
     """Probe statistics of one condition across seeds (seed -> that run's probe records).
 
@@ -50,7 +48,7 @@ def probe_summary(
     rows = []
     for agg, stat in keys:
         values = [m[(agg, stat)] for m in per_run.values() if (agg, stat) in m]
-        est = mean_ci(values, level, n_boot, seed)
+        est = mean_ci(values, level)
         rows.append(
             {"aggregator": agg, "stat": stat, "mean": est.value, "low": est.low,
              "high": est.high, "n": est.n, "method": est.method}

@@ -16,7 +16,7 @@ import pandas as pd
 
 from vlsim.stats.censored import TOO_CENSORED, speedup, threshold_times
 from vlsim.stats.curves import final_values
-from vlsim.stats.intervals import LEVEL, N_BOOT, Estimate, difference
+from vlsim.stats.intervals import LEVEL, Estimate, difference
 
 INCONCLUSIVE = "no difference shown (inconclusive)"
 
@@ -255,8 +255,6 @@ def compare(
     higher_is_better: bool = True,
     final_last: int = 1,
     level: float = LEVEL,
-    n_boot: int = N_BOOT,
-    seed: int = 0,
     final_label: str = "",
     metric_label: str = "",
 ) -> Verdict:
@@ -264,8 +262,7 @@ def compare(
 
     paired=True pairs runs by seed (use it when the same seed means the same problems and
     initial policy); it falls back to unpaired with a note when fewer than 2 seeds are shared.
-    metric_label names the metric in the verdict's words (e.g. "held-out accuracy"). n_boot and
-    seed are accepted for compatibility and unused (every interval is a t interval).
+    metric_label names the metric in the verdict's words (e.g. "held-out accuracy").
     """
     notes = []
     shared = sorted(set(base_frames) & set(other_frames))
@@ -274,7 +271,7 @@ def compare(
         paired = False
     fa = final_values(base_frames, metric, final_last)
     fb = final_values(other_frames, metric, final_last)
-    final = difference(fa, fb, paired, level, n_boot, seed)
+    final = difference(fa, fb, paired, level)
     n_pairs = final.n if paired else min(len(fa), len(fb))
     verdict = Verdict(
         base,
@@ -292,7 +289,7 @@ def compare(
         ta = threshold_times(base_frames, metric, threshold, smoothing, higher_is_better)
         tb = threshold_times(other_frames, metric, threshold, smoothing, higher_is_better)
         verdict.threshold = threshold
-        verdict.speedup = speedup(ta, tb, paired, level, n_boot, seed)
+        verdict.speedup = speedup(ta, tb, paired, level)
         verdict.reached = (ta.n_reached, ta.n, tb.n_reached, tb.n)
         if ta.n and tb.n and max(ta.steps + tb.steps) == 0:
             notes.append("every run is at the threshold before RL: choose a higher threshold")

@@ -62,7 +62,10 @@ class Question(BaseModel):
         description="Trace lengths of the warm-start data (the answers' length setting).",
     )
     seeds: int = Field(
-        5, ge=1, le=20, description="Seeds per condition (0, 1, ...); 5 gives a speed-up interval in nearly every sweep."
+        5,
+        ge=1,
+        le=20,
+        description="Seeds per condition (0, 1, ...); 5 gives a speed-up interval in nearly every sweep.",
     )
     steps: int = Field(200, ge=2, le=5000, description="RL steps per run (the budget).")
     threshold: float = Field(0.25, ge=0.0, le=1.0, description="Accuracy to reach.")

@@ -47,7 +47,7 @@ class SweepReport:
         a = self.spec.analysis
         weight = a.smoothing if smoothing is None else smoothing
         return {
-            c: stats.curve_bands(self.frames[c], self.metric, weight, a.level, a.n_boot, a.seed)
+            c: stats.curve_bands(self.frames[c], self.metric, weight, a.level)
             for c in self.conditions
             if self.frames[c]
         }
@@ -144,9 +144,7 @@ def build_report(store: Store, spec: SweepSpec) -> SweepReport:
         )
     for c in labels:
         fin = finished[c]
-        final = stats.mean_ci(
-            list(stats.final_values(fin, metric, a.final_last).values()), a.level, a.n_boot, a.seed
-        )
+        final = stats.mean_ci(list(stats.final_values(fin, metric, a.final_last).values()), a.level)
         row: dict[str, Any] = {
             "condition": c,
             "runs": f"{len(fin)}/{len(spec.seeds)}",
@@ -156,7 +154,7 @@ def build_report(store: Store, spec: SweepSpec) -> SweepReport:
         }
         if threshold is not None:
             times = stats.threshold_times(fin, metric, threshold, a.smoothing, a.higher_is_better)
-            summ = stats.threshold_summary(times, None, a.level, a.n_boot, a.seed)
+            summ = stats.threshold_summary(times, None, a.level)
             row.update(
                 {
                     "reached": f"{summ.reached}/{summ.n}",
@@ -175,8 +173,6 @@ def build_report(store: Store, spec: SweepSpec) -> SweepReport:
                     times,
                     _paired(spec, configs, baseline, c),
                     a.level,
-                    a.n_boot,
-                    a.seed,
                 )
                 row.update({"speedup": sp.value, "speedup_low": sp.low, "speedup_high": sp.high})
         rows.append(row)
@@ -195,8 +191,6 @@ def build_report(store: Store, spec: SweepSpec) -> SweepReport:
             a.higher_is_better,
             a.final_last,
             a.level,
-            a.n_boot,
-            a.seed,
             final_label=metric if spec.kind == "lab" else "",
             metric_label=metric_label(metric),
         )
@@ -206,7 +200,7 @@ def build_report(store: Store, spec: SweepSpec) -> SweepReport:
     probe_tables = []
     for c in labels:
         if probes[c]:
-            table = stats.probe_summary(probes[c], a.level, a.n_boot, a.seed)
+            table = stats.probe_summary(probes[c], a.level)
             table.insert(0, "condition", c)
             probe_tables.append(table)
     probe_df = (

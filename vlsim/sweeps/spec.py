@@ -82,8 +82,15 @@ class AnalysisSpec(BaseModel):
         "and initial policy in both conditions.",
     )
     level: float = Field(0.95, gt=0.5, lt=1.0, description="Confidence level of the intervals.")
-    n_boot: int = Field(2000, ge=100, le=100_000, description="Unused: intervals are t intervals.")
-    seed: int = Field(0, ge=0, description="Unused: the intervals draw nothing.")
+    n_boot: int = Field(
+        2000,
+        ge=100,
+        le=100_000,
+        description="Ignored (kept so older specs load): every interval is computed, not resampled.",
+    )
+    seed: int = Field(
+        0, ge=0, description="Ignored (kept so older specs load): no interval draws random numbers."
+    )
 
 
 class SweepSpec(BaseModel):
