@@ -138,7 +138,7 @@ def record_runs(data_dir: Path, spec: sw.SweepSpec, steps: int = 40) -> None:
         store.log_probe(run_id, 9, {"aggregators": {"grpo": {"variance": 2.0 + p.seed, "cv": 1.0}},
                                     "length_noise": {"slope": 1.0 + 0.1 * p.seed}})  # fmt: skip
         store.set_status(run_id, "finished")
-    sw.set_sweep_state(store, spec.name, "done")
+    store.set_sweep_state(spec.name, "done")
     store.close()
 
 

@@ -40,7 +40,7 @@ from vlsim.sweeps.spec import (
     load_spec,
     parse_spec,
 )
-from vlsim.sweeps.state import SweepRecord, get_sweep, list_sweeps, save_sweep, set_sweep_state
+from vlsim.sweeps.state import SweepRecord, get_sweep, list_sweeps, save_sweep
 from vlsim.sweeps.text import probe_rows, slope_sentences, summary_text
 
 __all__ = [
@@ -48,6 +48,6 @@ __all__ = [
     "SweepRecord", "SweepReport", "SweepSpec", "build_report", "condition_display", "conditions", "config_key",
     "expand", "fit_workers", "get_sweep", "lab_records", "launch", "list_sweeps", "load_spec",
     "parse_spec", "plan_table", "probe_rows", "reap", "resolve", "run_in_memory", "run_sweep",
-    "save_sweep", "set_sweep_state", "slope_sentences", "stop", "store_records", "stored_runs",
+    "save_sweep", "slope_sentences", "stop", "store_records", "stored_runs",
     "summary_text",
 ]  # fmt: skip

@@ -47,7 +47,7 @@ from vlsim.stopping import StopFlag
 from vlsim.store import RunInfo, Store
 from vlsim.sweeps.plan import PlannedRun, expand, stored_runs, warm_group
 from vlsim.sweeps.spec import EXECUTORS, SweepError, SweepSpec
-from vlsim.sweeps.state import save_sweep, set_sweep_state
+from vlsim.sweeps.state import save_sweep
 
 MAX_BATCH = 8
 """The most runs one job (one worker process or Ray task) executes together."""
@@ -257,7 +257,7 @@ def run_sweep(
     save_sweep(store, spec)
     outcome = SweepOutcome(spec.name, len(plan))
     todo = _todo(store, spec, plan, outcome, on_event)
-    set_sweep_state(store, spec.name, "running", pid=os.getpid(), executor=executor)
+    store.set_sweep_state(spec.name, "running", pid=os.getpid(), executor=executor)
     flag = StopFlag(also=should_stop)
     try:
         if todo:
@@ -273,12 +273,12 @@ def run_sweep(
         outcome.interrupted = True
         state = "stopped" if isinstance(err, KeyboardInterrupt) else "failed"
         with contextlib.suppress(Exception):
-            set_sweep_state(store, spec.name, state, message=f"{type(err).__name__}: {err}"[:2000])
+            store.set_sweep_state(spec.name, state, message=f"{type(err).__name__}: {err}"[:2000])
         raise
     outcome.interrupted = outcome.interrupted or flag.requested
     done = all(s == "finished" for s in outcome.statuses.values()) and not outcome.busy
     state = "stopped" if outcome.interrupted else ("done" if done else "incomplete")
-    set_sweep_state(store, spec.name, state, message=outcome.summary())
+    store.set_sweep_state(spec.name, state, message=outcome.summary())
     return outcome
 
 

@@ -17,7 +17,7 @@ from vlsim.jobs import spawn
 from vlsim.store import Store
 from vlsim.sweeps.plan import expand
 from vlsim.sweeps.spec import SweepSpec
-from vlsim.sweeps.state import get_sweep, save_sweep, set_sweep_state
+from vlsim.sweeps.state import get_sweep, save_sweep
 
 _LAUNCHED: dict[str, subprocess.Popen] = {}
 
@@ -53,7 +53,7 @@ def launch(
         args += ["--workers", int(workers)]
     proc = spawn(args, log_path(store, spec.name), new_session=True, python=python)
     _LAUNCHED[spec.name] = proc
-    set_sweep_state(store, spec.name, "starting", pid=proc.pid, executor=executor)
+    store.set_sweep_state(spec.name, "starting", pid=proc.pid, executor=executor)
     return proc.pid
 
 

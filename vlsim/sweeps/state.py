@@ -33,18 +33,6 @@ def save_sweep(store: Store, spec: SweepSpec) -> None:
     store.save_sweep(spec.name, spec.model_dump_json())
 
 
-def set_sweep_state(
-    store: Store,
-    name: str,
-    status: str,
-    pid: int | None = None,
-    executor: str | None = None,
-    message: str | None = None,
-) -> None:
-    """Record what a sweep's driver is doing ('starting', 'running', 'done', 'incomplete', ...)."""
-    store.set_sweep_state(name, status, pid=pid, executor=executor, message=message)
-
-
 def _record(row: dict) -> SweepRecord:
     return SweepRecord(
         name=row["name"],
