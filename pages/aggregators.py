@@ -6,49 +6,30 @@ Settings live in the URL under calc.* (calculator) and fw.* (framework view).
 
 from __future__ import annotations
 
-import contextlib
-
 import pandas as pd
 import streamlit as st
-from pydantic import ValidationError
 
 from pages import charts
-from pages.common import (
-    clamp_notices,
-    definition,
-    ensure_app_navigation,
-    fmt,
-    new_url_params,
-    number_field,
-    remember_widgets,
-    restore_widgets,
-    seed_widgets,
-    show_notices,
-    write_url,
-)
+from pages.binder import Page, View
+from pages.common import definition, ensure_app_navigation, fmt
 from pages.export import ChartBook
 from vlsim.aggregators import AGGREGATORS, ALPHA_RANGE, VL_NORM_BATCH_LATEX
 from vlsim.aggregators import weights as aggregator_weights
-from vlsim.config import LabConfig, format_errors
+from vlsim.config import LabConfig
 from vlsim.frameworks import FRAMEWORK_MODES, FRAMEWORK_VERSIONS, TrainerSetup, framework_view
-from vlsim.lengths import sample_lengths
-from vlsim.montecarlo import OPTIMAL, ORACLE_CLASS
-from vlsim.scenario import (
+from vlsim.length_text import (
     CalculatorConfig,
     format_lengths_text,
-    from_query,
     parse_calculator_lengths,
     parse_lengths_text,
-    to_query,
 )
+from vlsim.lengths import sample_lengths
+from vlsim.montecarlo import OPTIMAL, ORACLE_CLASS
 from vlsim.theory import aggregator_figures, answer_variance, figures, optimal_weights
 
 ensure_app_navigation()
 
 PAGE = "agg"
-CALC = "calc."  # URL prefix of the calculator
-FW = "fw."  # URL prefix of the framework view
-CALC_DEFAULT = CalculatorConfig()
 FW_DEFAULT = TrainerSetup(
     framework="trl",
     loss_mode="bnpo",
@@ -57,18 +38,7 @@ FW_DEFAULT = TrainerSetup(
     num_processes=1,
     max_len=4096,
 )
-CALC_FIELDS = ("lengths", "max_len", "alpha", "scope", "beta", "seed")
-FW_FIELDS = (
-    "framework",
-    "loss_mode",
-    "micro_batch_size",
-    "grad_accum_steps",
-    "num_processes",
-    "max_len",
-    "verl_engine",
-    "verl_version",
-    "norm_width",
-)
+VERL_ONLY = ("verl_engine", "verl_version", "norm_width", "loss_scale_factor")
 MAX_STEP_ANSWERS = 4096  # answers per optimizer step the framework view will draw
 FRAMEWORK_NAMES = {"trl": "TRL (GRPOTrainer)", "verl": "verl"}
 MODE_TWIN = {  # the same idea under the other framework's name
@@ -83,16 +53,12 @@ MODE_TWIN = {  # the same idea under the other framework's name
 }
 
 
-def widget_values(calc: CalculatorConfig, setup: TrainerSetup) -> dict:
-    """Widget key -> value for the calculator and the framework view."""
-    values = {f"agg.{f}": getattr(calc, f) for f in CALC_FIELDS}
-    try:  # show one group per line
-        values["agg.lengths"] = format_lengths_text(parse_lengths_text(calc.lengths))
+def lengths_text(text: str) -> dict[str, str]:
+    """The calculator's lengths in their text box: one group per line."""
+    try:
+        return {"agg.lengths": format_lengths_text(parse_lengths_text(text))}
     except ValueError:
-        values["agg.lengths"] = calc.lengths
-    values.update({f"fw.{f}": getattr(setup, f) for f in FW_FIELDS})
-    values["fw.loss_scale_factor"] = setup.loss_scale_factor or 0.0
-    return values
+        return {"agg.lengths": text}
 
 
 def _switch_framework() -> None:
@@ -108,23 +74,28 @@ def _switch_framework() -> None:
 
 # ----------------------------------------------------------------------------- state
 
-url = new_url_params(PAGE)
-if url is not None:
-    calc_url, notices = from_query(CalculatorConfig, url, prefix=CALC)
-    setup_url, fw_notices = from_query(TrainerSetup, url, defaults=FW_DEFAULT, prefix=FW)
-    notices += fw_notices
-    notices += [
-        f"Unknown URL parameter {key} ignored: this page reads calc.* and fw.* settings."
-        for key in url
-        if not key.startswith((CALC, FW))
-    ]
-    values = widget_values(calc_url, setup_url)
-    notices += clamp_notices(values, widget_values(CALC_DEFAULT, FW_DEFAULT))
-    seed_widgets(values, force=True)
-    show_notices(notices)
-else:
-    restore_widgets(PAGE)
-seed_widgets(widget_values(CALC_DEFAULT, FW_DEFAULT))
+page = Page(PAGE)
+calc = page.bind(
+    CalculatorConfig,
+    "agg.",
+    CalculatorConfig.model_fields,
+    url="calc.",
+    views={"lengths": View(lengths_text, lambda: ";".join(
+        line.strip() for line in st.session_state["agg.lengths"].splitlines() if line.strip()
+    ))},
+)  # fmt: skip
+fw = page.bind(
+    TrainerSetup,
+    "fw.",
+    TrainerSetup.model_fields,
+    url="fw.",
+    defaults=FW_DEFAULT,
+    views={"loss_scale_factor": View(
+        lambda c: {"fw.loss_scale_factor": c or 0.0},
+        lambda: st.session_state["fw.loss_scale_factor"] or None,
+    )},
+)  # fmt: skip
+page.open()
 if "_agg_pending_text" in st.session_state:  # lengths edited in the table
     st.session_state["agg.lengths"] = st.session_state.pop("_agg_pending_text")
     st.session_state["_agg_editor_version"] = st.session_state.get("_agg_editor_version", 0) + 1
@@ -193,36 +164,38 @@ inputs, outputs = st.columns([1, 2], gap="large")
 with inputs:
     typed, table = st.tabs(["Type", "Table"])
     with typed:
-        st.text_area(
+        calc.widget(
+            "lengths",
             "lengths (one group per line)",
-            key="agg.lengths",
+            area=True,
             height=130,
             help="Whole numbers of tokens separated by spaces or commas; each line is one "
             "prompt's group, and every group needs the same number of answers.",
         )
-    number_field(CalculatorConfig, "max_len", "agg.max_len", "M (max length)", widget_bounds=False)
-    st.slider(
+    calc.widget("max_len", "M (max length)")
+    calc.widget(
+        "alpha",
         "VL Norm α",
-        *ALPHA_RANGE,
+        slider=True,
+        min_value=ALPHA_RANGE[0],
+        max_value=ALPHA_RANGE[1],
         step=0.05,
-        key="agg.alpha",
         help="VL Norm weighs answers ∝ L^-α: 0 is Dr. GRPO; α = β gives the least token-noise "
         f"variance when Var(g) = V L^β ({definition('variance')}).",
     )
-    st.radio(
+    calc.widget(
+        "scope",
         "VL Norm scope",
-        ["group", "batch"],
-        key="agg.scope",
+        radio=True,
         horizontal=True,
         help="Normalise per group (the paper) or over the whole batch (the released code); "
         f"also the oracle's class ({definition('efficiency')}).",
     )
-    st.slider(
+    calc.widget(
+        "beta",
         "variance exponent β",
-        0.0,
-        3.0,
+        slider=True,
         step=0.1,
-        key="agg.beta",
         help="Var(g_i) = V L_i^β: 1 for independent token terms, up to 2 for correlated ones.",
     )
 
@@ -327,10 +300,9 @@ st.markdown(
 )
 c1, c2 = st.columns([1, 2])
 with c1:
-    framework = st.radio(
+    framework = fw.widget(
         "framework",
-        list(FRAMEWORK_MODES),
-        key="fw.framework",
+        radio=True,
         format_func=FRAMEWORK_NAMES.get,
         horizontal=True,
         on_change=_switch_framework,
@@ -338,76 +310,36 @@ with c1:
     )
     if st.session_state["fw.loss_mode"] not in FRAMEWORK_MODES[framework]:
         _switch_framework()
-    mode = st.selectbox(
+    mode = fw.widget(
+        "loss_mode",
         "loss_type" if framework == "trl" else "loss_agg_mode",
-        list(FRAMEWORK_MODES[framework]),
-        key="fw.loss_mode",
+        options=list(FRAMEWORK_MODES[framework]),
         help="TRL's loss_type or verl's loss_agg_mode.",
     )
     st.caption(FRAMEWORK_MODES[framework][mode])
 with c2:
-    d1, d2, d3, d4 = st.columns(4)
-    with d1:
-        number_field(TrainerSetup, "micro_batch_size", "fw.micro_batch_size", "b (micro-batch)")
-    with d2:
-        number_field(TrainerSetup, "grad_accum_steps", "fw.grad_accum_steps", "GA (accum. steps)")
-    with d3:
-        number_field(TrainerSetup, "num_processes", "fw.num_processes", "P (processes)")
-    with d4:
-        number_field(TrainerSetup, "max_len", "fw.max_len", "M (max length)")
+    numbers = {"micro_batch_size": "b (micro-batch)", "grad_accum_steps": "GA (accum. steps)",
+               "num_processes": "P (processes)", "max_len": "M (max length)"}  # fmt: skip
+    for column, (name, label) in zip(st.columns(4), numbers.items(), strict=True):
+        with column:
+            fw.widget(name, label)
     if framework == "verl":
         e0, e1, e2, e3 = st.columns(4)
         with e0:
-            st.radio(
-                "verl version",
-                ["0.8", "0.7"],
-                key="fw.verl_version",
-                horizontal=True,
-                help=TrainerSetup.model_fields["verl_version"].description,
-            )
+            fw.widget("verl_version", "verl version", radio=True, horizontal=True)
         with e1:
-            st.radio(
-                "verl engine",
-                ["new", "legacy"],
-                key="fw.verl_engine",
-                horizontal=True,
-                help=TrainerSetup.model_fields["verl_engine"].description,
+            fw.widget(
+                "verl_engine", "verl engine", options=["new", "legacy"], radio=True, horizontal=True
             )
         with e2:
-            st.radio(
-                "norm width",
-                ["configured", "padded"],
-                key="fw.norm_width",
-                horizontal=True,
-                help=TrainerSetup.model_fields["norm_width"].description,
-            )
+            fw.widget("norm_width", "norm width", radio=True, horizontal=True)
         with e3:
-            st.number_input(
-                "loss_scale_factor (0 = not set)",
-                min_value=0.0,
-                step=256.0,
-                format="%g",
-                key="fw.loss_scale_factor",
-                help=TrainerSetup.model_fields["loss_scale_factor"].description,
+            fw.widget(
+                "loss_scale_factor", "loss_scale_factor (0 = not set)", min_value=0.0, step=256.0
             )
 
-setup = None
-try:
-    scale_factor = st.session_state["fw.loss_scale_factor"] if framework == "verl" else 0.0
-    setup = TrainerSetup(
-        framework=framework,
-        loss_mode=mode,
-        micro_batch_size=st.session_state["fw.micro_batch_size"],
-        grad_accum_steps=st.session_state["fw.grad_accum_steps"],
-        num_processes=st.session_state["fw.num_processes"],
-        max_len=st.session_state["fw.max_len"],
-        verl_engine=st.session_state["fw.verl_engine"] if framework == "verl" else "legacy",
-        verl_version=st.session_state["fw.verl_version"] if framework == "verl" else "0.8",
-        norm_width=st.session_state["fw.norm_width"] if framework == "verl" else "configured",
-        loss_scale_factor=scale_factor or None,
-    )
-except ValidationError as err:
-    st.error("These trainer settings do not fit together:\n\n" + format_errors(err))
+verl_off = {} if framework == "verl" else {f: getattr(FW_DEFAULT, f) for f in VERL_ONLY}
+setup = fw.value("These trainer settings do not fit together:", **verl_off)
 
 if setup is not None and setup.num_answers > MAX_STEP_ANSWERS:
     st.error(
@@ -432,7 +364,7 @@ elif setup is not None:
             f"are drawn from the Length Lab's default long tail "
             f"({LabConfig().lengths.describe()}), in groups of {group_size}."
         )
-        number_field(CalculatorConfig, "seed", "agg.seed", "seed for these lengths")
+        calc.widget("seed", "seed for these lengths", bounded=True)
     try:
         view = framework_view(setup, step_lengths, group_size)
     except ValueError as err:
@@ -479,26 +411,10 @@ elif setup is not None:
         "trainer's source if it is newer."
     )
 
-# ----------------------------------------------------------------------------- URL
-
-calc_now = None
-with contextlib.suppress(ValidationError):
-    calc_now = CalculatorConfig(
-        lengths=";".join(
-            line.strip() for line in st.session_state["agg.lengths"].splitlines() if line.strip()
-        ),
-        **{f: st.session_state[f"agg.{f}"] for f in CALC_FIELDS if f != "lengths"},
-    )
-params = {}
-if calc_now is not None:
-    params.update({CALC + k: v for k, v in to_query(calc_now, CALC_DEFAULT).items()})
-if setup is not None:
-    params.update({FW + k: v for k, v in to_query(setup, FW_DEFAULT).items()})
-
 with st.sidebar:
     st.subheader("Charts for slides")
     book.format_picker()
     book.download_all()
 
-write_url(PAGE, params)
-remember_widgets(PAGE, ("agg.", "fw."))
+calc.value()  # the URL keeps the calculator's last good settings
+page.write()

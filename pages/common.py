@@ -1,5 +1,6 @@
-"""Shared UI helpers of the pages: URL-state glue, widgets built from pydantic fields,
-cached engine calls and formatting. UI only: the mathematics lives in vlsim.
+"""Shared UI helpers of the pages: navigation, URL and Session State primitives (the binder,
+pages/binder.py, builds on them), cached engine calls and formatting. UI only: the mathematics
+lives in vlsim.
 """
 
 from __future__ import annotations
@@ -7,20 +8,16 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-import annotated_types
 import numpy as np
 import streamlit as st
-from pydantic import BaseModel
 
 from vlsim.lengths import length_summary, parse_length_spec, sample_lengths
 from vlsim.montecarlo import OPTIMAL, LabResult, run_lab
-from vlsim.numfmt import format_number
-
-MAX_WIDGET_INT = 2**53 - 1  # the largest integer a browser number widget holds exactly
 
 DEFINITIONS = "/definitions"
 """URL path of the Definitions page; anchors: scale, drift, direction-bias, variance, cv,
-efficiency, slope, interval, verdict, speed-up."""
+efficiency, slope, interval, verdict, speed-up, step-size-spread, variance-ratio,
+reproduction-verdict."""
 
 
 def definition(anchor: str, text: str = "Definition") -> str:
@@ -95,116 +92,6 @@ def seed_widgets(values: Mapping[str, Any], force: bool = False) -> None:
     for key, value in values.items():
         if force or key not in st.session_state:
             st.session_state[key] = value
-
-
-def remember_widgets(page: str, prefix: str | tuple[str, ...]) -> None:
-    """Keep this page's widget values, so they survive a visit to another page.
-
-    Streamlit forgets the state of widgets that a run does not draw; `restore_widgets` puts the
-    remembered values back when the page is drawn again.
-    """
-    st.session_state[f"_{page}_memory"] = {
-        key: value
-        for key, value in st.session_state.items()
-        if isinstance(key, str) and key.startswith(prefix) and "editor" not in key
-    }
-
-
-def restore_widgets(page: str) -> None:
-    """Put back the widget values `remember_widgets` kept (only where none is set)."""
-    seed_widgets(st.session_state.get(f"_{page}_memory", {}))
-
-
-def clamp_notices(values: dict[str, Any], defaults: Mapping[str, Any]) -> list[str]:
-    """Integers too large for a browser widget go back to their defaults (with a notice)."""
-    notices = []
-    for key, value in list(values.items()):
-        if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_WIDGET_INT:
-            values[key] = defaults.get(key)
-            notices.append(
-                f"{key.split('.')[-1]} = {format_number(value)} is too large for this page"
-            )
-    return notices
-
-
-# ----------------------------------------------------------------------------- widgets
-
-
-def _bounds(field) -> dict[str, float | None]:
-    """Inclusive bounds of a pydantic field (exclusive ones are left to validation)."""
-    out: dict[str, float | None] = {"ge": None, "le": None}
-    for meta in field.metadata:
-        if isinstance(meta, annotated_types.Ge):
-            out["ge"] = meta.ge
-        elif isinstance(meta, annotated_types.Le):
-            out["le"] = meta.le
-    return out
-
-
-def field_default(model_cls: type[BaseModel], name: str) -> Any:
-    """A field's default value (None when it is required)."""
-    field = model_cls.model_fields[name]
-    return None if field.is_required() else field.get_default(call_default_factory=True)
-
-
-def number_field(
-    model_cls: type[BaseModel],
-    name: str,
-    key: str,
-    label: str | None = None,
-    widget_bounds: bool = True,
-) -> Any:
-    """A number_input built from a pydantic field: its type, inclusive bounds and description.
-
-    widget_bounds=False leaves the field's bounds to the page's validation: a browser widget
-    with bounds silently keeps its old value when an out-of-range number is typed, whereas
-    without them the value reaches the page, which can block the action and say what is
-    allowed (the description then names the range).
-    """
-    field = model_cls.model_fields[name]
-    bounds = _bounds(field)
-    is_int = field.annotation is int
-    default = field_default(model_cls, name)
-    seed_widgets({key: default})
-    big = abs(default or 0) >= 10
-    kwargs: dict[str, Any] = {
-        "key": key,
-        "help": field.description,
-        "step": (10 if big else 1) if is_int else (10.0 if big else 0.05),
-    }
-    if not widget_bounds:
-        allowed = allowed_range(field)
-        if allowed:
-            kwargs["help"] = f"{field.description or ''} Allowed: {allowed}."
-        bounds = {"ge": -MAX_WIDGET_INT if is_int else None, "le": None}
-    if bounds["ge"] is not None:
-        kwargs["min_value"] = int(bounds["ge"]) if is_int else float(bounds["ge"])
-    if bounds["le"] is not None:
-        kwargs["max_value"] = int(bounds["le"]) if is_int else float(bounds["le"])
-    elif is_int:
-        kwargs["max_value"] = MAX_WIDGET_INT
-    if not is_int:
-        kwargs["format"] = "%g"
-    return st.number_input(label or name.replace("_", " "), **kwargs)
-
-
-def allowed_range(field) -> str:
-    """A field's allowed values in words: '2 to 1024', 'at least 0 and less than 1', or ''."""
-    low = high = None
-    for meta in field.metadata:
-        if isinstance(meta, annotated_types.Ge):
-            low = ("at least", meta.ge)
-        elif isinstance(meta, annotated_types.Gt):
-            low = ("more than", meta.gt)
-        elif isinstance(meta, annotated_types.Le):
-            high = ("at most", meta.le)
-        elif isinstance(meta, annotated_types.Lt):
-            high = ("less than", meta.lt)
-    if low and high and low[0] == "at least" and high[0] == "at most":
-        return f"{format_number(low[1])} to {format_number(high[1])}"
-    return " and ".join(
-        f"{word} {format_number(value)}" for word, value in filter(None, (low, high))
-    )
 
 
 # ----------------------------------------------------------------------------- engine calls

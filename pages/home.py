@@ -3,6 +3,8 @@
 import streamlit as st
 
 from pages.common import ensure_app_navigation
+from pages.reference_offer import reference_runs_button, show_loaded_message
+from pages.training_common import get_store
 
 ensure_app_navigation()
 
@@ -18,6 +20,18 @@ with st.container(border=True):
         label="Lesson 1 · Why length matters",
         icon=":material/school:",
     )
+show_loaded_message()
+if not get_store().list_runs():
+    with st.container(border=True):
+        st.markdown(
+            "**No runs in this store yet.** Train some in the Training Arena, or start from "
+            "the reference runs."
+        )
+        reference_runs_button(
+            "home.load_reference", lambda _: st.session_state.update(_home_loaded=True)
+        )
+elif st.session_state.pop("_home_loaded", False):
+    st.page_link("pages/runs.py", label="See them on the Runs page", icon=":material/table_chart:")
 st.markdown(
     "In reinforcement learning with verifiable rewards a prompt is answered $G$ times and "
     "answer $i$ has $L_i$ tokens. Its gradient $g_i$ sums one term per token, so **long answers "

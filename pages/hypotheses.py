@@ -11,41 +11,27 @@ from __future__ import annotations
 import os
 import secrets
 import time
-from typing import Any
 
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 from pydantic import ValidationError
 
+from pages.binder import Page
 from pages.charts import COLORS, MICRO_BATCH_COLORS
-from pages.common import (
-    ensure_app_navigation,
-    new_url_params,
-    remember_widgets,
-    restore_widgets,
-    seed_widgets,
-    show_notices,
-    write_url,
-)
+from pages.common import ensure_app_navigation
 from pages.export import ChartBook, chart_config
 from pages.training_common import (
     METRIC_LABELS,
     data_dir,
     empty_figure,
     get_store,
-    length_family_widgets,
-    length_spec_from_widgets,
-    length_widget_values,
+    trace_length_widget,
 )
 from vlsim import sweeps as sw
 from vlsim.aggregators import AGGREGATORS, ALPHA_RANGE
-from vlsim.config import format_errors
-from vlsim.scenario import from_query, to_query
 from vlsim.stats import METHODS
 from vlsim.sweeps.questions import (
-    MAX_WORKERS,
-    METRICS,
     TEMPLATES,
     display_name,
     question_spec,
@@ -56,29 +42,6 @@ ensure_app_navigation()
 
 PAGE = "hypotheses"
 K = "hyp."
-LENGTH_KEY = f"{K}length"
-
-DEFAULTS = HypothesisView()
-SIMPLE = ("template", "a", "b", "alpha", "alphas", "sizes", "budgets", "grid", "seeds",
-          "steps", "threshold", "metric", "workers", "sweep")  # fmt: skip
-
-
-# ----------------------------------------------------------------------------- view <-> widgets
-
-
-def widget_values(view: HypothesisView) -> dict[str, Any]:
-    """Widget key -> value for a view (the inverse of `view_from_widgets`)."""
-    values = {f"{K}{f}": getattr(view, f) for f in SIMPLE}
-    values.update(length_widget_values(LENGTH_KEY, view.length.model_dump()))
-    return values
-
-
-def view_from_widgets() -> HypothesisView:
-    """The view the widgets describe (ValidationError on bad values)."""
-    ss = st.session_state
-    data = {f: ss[f"{K}{f}"] for f in SIMPLE}
-    data["length"] = length_spec_from_widgets(LENGTH_KEY)
-    return HypothesisView.model_validate(data)
 
 
 def _options(choices: list, key: str) -> list:
@@ -188,72 +151,73 @@ st.markdown(
 )
 
 store = get_store()
-url = new_url_params(PAGE)
-if url is not None:
-    view_url, notices = from_query(HypothesisView, url)
-    if view_url.sweep and sw.get_sweep(store, view_url.sweep) is None:
-        notices.append(f"No sweep called {view_url.sweep[:60]!r} in this data directory.")
-        view_url = view_url.model_copy(update={"sweep": ""})
-    seed_widgets(widget_values(view_url), force=True)
-    show_notices(notices)
-else:
-    restore_widgets(PAGE)
-seed_widgets(widget_values(DEFAULTS))
+
+
+def stored_sweep(view: HypothesisView) -> tuple[HypothesisView, list[str]]:
+    """A link's sweep, if this data directory has it."""
+    if view.sweep and sw.get_sweep(store, view.sweep) is None:
+        notice = f"No sweep called {view.sweep[:60]!r} in this data directory."
+        return view.model_copy(update={"sweep": ""}), [notice]
+    return view, []
+
+
+page = Page(PAGE)
+hyp = page.bind(HypothesisView, K, HypothesisView.model_fields, check=stored_sweep)
+page.open()
 
 # ----------------------------------------------------------------------------- the question
 
 st.subheader("The question")
-st.radio(
+template = hyp.widget(
     "template",
-    list(TEMPLATES),
-    key=f"{K}template",
+    radio=True,
     format_func=TEMPLATES.get,
     horizontal=True,
     help="A ready-made question, or your own grid over any training setting.",
 )
-template = st.session_state[f"{K}template"]
 aggs = list(AGGREGATORS)
 c1, c2, c3, c4 = st.columns(4)
 if template in ("ab", "alpha", "group_size", "max_len"):
     with c1:
-        st.selectbox(
+        hyp.widget(
+            "a",
             "A (baseline)" if template != "alpha" else "compare with",
-            aggs,
-            key=f"{K}a",
+            options=aggs,
             format_func=display_name,
             help="The condition the others are measured against.",
         )
 if template in ("ab", "group_size", "max_len"):
     with c2:
-        st.selectbox("B", aggs, key=f"{K}b", format_func=display_name, help="The challenger.")
+        hyp.widget("b", "B", options=aggs, format_func=display_name, help="The challenger.")
 if template == "alpha":
     with c2:
-        st.multiselect(
+        hyp.widget(
+            "alphas",
             "VL Norm α values",
-            _options([0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0], f"{K}alphas"),
-            key=f"{K}alphas",
+            options=_options([0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0], f"{K}alphas"),
             help="One condition per α (0 is Dr. GRPO's weighting, 1 the least variance).",
         )
 elif template == "group_size":
     with c3:
-        st.multiselect(
+        hyp.widget(
+            "sizes",
             "G values",
-            _options([2, 4, 8, 16, 32], f"{K}sizes"),
-            key=f"{K}sizes",
+            options=_options([2, 4, 8, 16, 32], f"{K}sizes"),
             help="Answers sampled per prompt.",
         )
 elif template == "max_len":
     with c3:
-        st.multiselect(
+        hyp.widget(
+            "budgets",
             "M values",
-            _options([16, 24, 32, 40, 48, 64, 96, 128], f"{K}budgets"),
-            key=f"{K}budgets",
+            options=_options([16, 24, 32, 40, 48, 64, 96, 128], f"{K}budgets"),
             help="The answer budget: answers cut at M get reward 0.",
         )
 if template == "grid":
-    st.text_area(
+    hyp.widget(
+        "grid",
         "grid (YAML)",
-        key=f"{K}grid",
+        area=True,
         height=140,
         help="Any TrainConfig field: 'grid' (every combination) and/or 'variants' (a list), "
         "optionally 'base' and 'analysis'. Dotted keys reach nested fields, e.g. trace.length, "
@@ -261,57 +225,44 @@ if template == "grid":
     )
 if template != "alpha":
     with c4:
-        st.slider(
+        hyp.widget(
+            "alpha",
             "VL Norm α",
-            *ALPHA_RANGE,
+            slider=True,
+            min_value=ALPHA_RANGE[0],
+            max_value=ALPHA_RANGE[1],
             step=0.05,
-            key=f"{K}alpha",
             help="The α of VL Norm runs (weights ∝ L^-α).",
         )
 
 with st.expander("Length setting: warm-start trace lengths", expanded=False):
-    length_family_widgets(LENGTH_KEY)
+    trace_length_widget(hyp, "length")
 
 st.subheader("Seeds and budget")
 c1, c2, c3, c4, c5 = st.columns(
     [1, 1, 1, 2, 1], vertical_alignment="bottom"
 )  # the accuracy labels are long
 with c1:
-    st.number_input("seeds", 1, 20, key=f"{K}seeds", help="Runs per condition, seeds 0, 1, ...")
+    hyp.widget("seeds", bounded=True, help="Runs per condition, seeds 0, 1, ...")
 with c2:
-    st.number_input(
-        "RL steps",
-        2,
-        5000,
-        step=10,
-        key=f"{K}steps",
-        help="Steps per run (the quick preset's policy).",
-    )
+    hyp.widget("steps", "RL steps", bounded=True, step=10,
+               help="Steps per run (the quick preset's policy).")  # fmt: skip
 with c3:
-    st.number_input(
-        "threshold", 0.0, 1.0, step=0.05, key=f"{K}threshold", format="%g",
-        help="Steps to reach this accuracy are compared (runs that never do are censored).",
-    )  # fmt: skip
+    hyp.widget("threshold", bounded=True, help="Steps to reach this accuracy are compared "
+               "(runs that never do are censored).")  # fmt: skip
 with c4:
-    st.selectbox(
-        "accuracy", list(METRICS), key=f"{K}metric", format_func=lambda m: METRIC_LABELS.get(m, m)
-    )
+    hyp.widget("metric", "accuracy", format_func=lambda m: METRIC_LABELS.get(m, m))
 with c5:
-    st.number_input(
-        "parallel runs", 1, MAX_WORKERS, key=f"{K}workers",
+    hyp.widget(
+        "workers", "parallel runs", bounded=True,
         help=f"Worker processes training at once ({os.cpu_count()} cores here; one torch thread "
         "per core); the runs are packed into one job per worker, at most 8 runs each.",
     )  # fmt: skip
 
-remember_widgets(PAGE, K)
-
 spec: sw.SweepSpec | None = None
+view = hyp.value("These settings cannot be run:")
 try:
-    view = view_from_widgets()
-    spec = question_spec(view)
-except ValidationError as err:
-    view = None
-    st.error(f"These settings cannot be run:\n\n{format_errors(err)}", icon=":material/error:")
+    spec = question_spec(view) if view is not None else None
 except sw.SweepError as err:
     view = None
     st.error(str(err), icon=":material/error:")
@@ -332,11 +283,11 @@ def _launch() -> None:
     """Launch button: start the sweep in the background and watch it."""
     ss = st.session_state
     try:
-        v = view_from_widgets()
+        v = hyp.read()
         name = new_sweep_name(v.template)
         sw.launch(question_spec(v, name), get_store(), workers=v.workers)
     except (ValidationError, sw.SweepError) as err:
-        ss["_hyp_error"] = format_errors(err) if isinstance(err, ValidationError) else str(err)
+        ss["_hyp_error"] = hyp.errors(err) if isinstance(err, ValidationError) else str(err)
         return
     ss[f"{K}sweep"] = name
     ss["_hyp_error"] = None
@@ -361,19 +312,14 @@ names = [r.name for r in records]
 current = st.session_state[f"{K}sweep"]
 if current and current not in names:
     st.session_state[f"{K}sweep"] = current = ""
-st.selectbox(
+hyp.widget(
     "sweep",
-    [""] + names,
-    key=f"{K}sweep",
+    options=["", *names],
     format_func=lambda n: n or "(none: launch one, or pick a stored sweep)",
     help="The sweep whose runs and results are shown; the link (?sweep=...) brings you back.",
 )
-
-try:
-    view_now = view_from_widgets()
-    write_url(PAGE, to_query(view_now, DEFAULTS))
-except ValidationError:
-    pass
+hyp.value()  # the URL keeps the last good settings
+page.write()
 
 
 def watch(name: str) -> None:

@@ -1,13 +1,9 @@
-"""The Length Lab's words: chart hints, short labels, and validation errors a student reads.
+"""The Length Lab's words: chart hints and short labels.
 
 UI text only (no mathematics); kept apart so pages/length_lab.py stays a readable page.
 """
 
 from __future__ import annotations
-
-from pydantic import ValidationError
-
-from vlsim.lengths import LENGTH_FAMILIES
 
 SWEEP_HINTS = {
     "length_scale": "As answers grow away from the reference, GRPO's and DAPO's step shrinks "
@@ -42,28 +38,3 @@ FAMILY_NAMES = {
     "pareto": "Pareto (long tail)",
     "empirical": "Empirical (your lengths)",
 }
-LABELS = {
-    "length_growth": "growth since the reference",
-    "max_len": "M (max length)",
-    "group_size": "G (answers)",
-    "n_groups": "B (prompts)",
-    "p_correct": "p correct",
-    "rho": "token correlation ρ",
-    "token_noise": "token noise σ",
-    "n_batches": "batches",
-    "seed": "seed",
-    "points": "points",
-    "start": "from",
-    "stop": "to",
-}
-
-
-def readable_errors(err: ValidationError) -> str:
-    """Validation errors as lines naming the widget a student typed into."""
-    lines = []
-    for e in err.errors():
-        loc = [str(p) for p in e["loc"] if str(p) not in LENGTH_FAMILIES]
-        where = " › ".join(LABELS.get(p, p.replace("_", " ")) for p in loc) or "settings"
-        msg = str(e["msg"]).removeprefix("Value error, ")
-        lines.append(f"- **{where}**: {msg}")
-    return "\n".join(lines)

@@ -1,7 +1,7 @@
 """Length Lab: Monte Carlo of every aggregator on synthetic gradients whose noise grows with length.
 
 Widgets -> LabConfig -> vlsim.montecarlo.run_lab (cached) -> plotly charts. The settings live in
-the URL (see vlsim.scenario), so copying the link reproduces the scenario.
+the URL (pages.binder), so copying the link reproduces the scenario.
 """
 
 from __future__ import annotations
@@ -9,90 +9,36 @@ from __future__ import annotations
 import json
 
 import streamlit as st
-from pydantic import ValidationError
 
 from pages import charts
+from pages.binder import Page
 from pages.common import (
     cached_lab,
     cached_length_sample,
-    clamp_notices,
     definition,
     ensure_app_navigation,
-    field_default,
     lab_headline,
-    new_url_params,
-    number_field,
-    remember_widgets,
-    restore_widgets,
-    seed_widgets,
-    show_notices,
-    write_url,
 )
 from pages.export import ChartBook
-from pages.lab_text import FAMILY_NAMES, SWEEP_HINTS, SWEEP_LABELS, readable_errors
+from pages.lab_text import FAMILY_NAMES, SWEEP_HINTS, SWEEP_LABELS
 from vlsim.aggregators import AGGREGATORS, ALPHA_RANGE
 from vlsim.config import SWEEP_PARAMS, LabConfig
+from vlsim.lab_sweep import LOG_SWEEPS, SWEEP_DEFAULTS, SweepSettings
+from vlsim.length_text import parse_lengths_text
 from vlsim.lengths import LENGTH_FAMILIES
 from vlsim.montecarlo import SweepPoint, best_alpha, reference_lengths, sweep_config
-from vlsim.scenario import (
-    LOG_SWEEPS,
-    SWEEP_DEFAULTS,
-    SweepSettings,
-    from_query,
-    parse_lengths_text,
-    to_query,
-)
 
 ensure_app_navigation()
 
 PAGE = "lab"
 K = "lab."  # prefix of this page's widget keys
-SWEEP_PREFIX = "sweep."  # prefix of the sweep's URL parameters
-DEFAULTS = LabConfig()
-SWEEP_DEFAULT = SweepSettings()
 MAX_URL_LENGTHS = 2000  # empirical lengths beyond this many are not put in the URL
 MAX_ANSWERS = 50_000_000  # simulated answers per run (batches x B x G): about half a minute
-FIELDS = (
-    "length_growth",
-    "max_len",
-    "group_size",
-    "n_groups",
-    "p_correct",
-    "length_slope",
-    "length_drive",
-    "rho",
-    "token_noise",
-    "std_normalize",
-    "alpha",
-    "scope",
-    "aggregators",
-    "n_batches",
-    "seed",
-)
-SWEEP_FIELDS = ("param", "start", "stop", "points", "n_batches")
+FIELDS = ("lengths", "length_growth", "max_len", "group_size", "n_groups", "p_correct",
+          "length_slope", "length_drive", "rho", "token_noise", "std_normalize", "alpha", "scope",
+          "aggregators", "n_batches", "seed")  # fmt: skip
 ALPHA_GRID = [0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0]  # the α-variance curve
 ALPHA_BATCHES = 2000  # Monte Carlo batches per point of that curve
-
-
-def family_fields(kind: str) -> list[str]:
-    """The parameters of a length family that get a widget."""
-    skip = {"kind", "lengths", "source"}
-    return [f for f in LENGTH_FAMILIES[kind].model_fields if f not in skip]
-
-
-def widget_values(cfg: LabConfig, sweep: SweepSettings) -> dict:
-    """Widget key -> value for a config and a sweep (the inverse of reading the widgets)."""
-    values = {f"{K}{f}": getattr(cfg, f) for f in FIELDS}
-    values[f"{K}aggregators"] = list(cfg.aggregators)
-    kind = cfg.lengths.kind
-    values[f"{K}kind"] = kind
-    for f in family_fields(kind):
-        values[f"{K}{kind}.{f}"] = getattr(cfg.lengths, f)
-    if kind == "empirical":
-        values[f"{K}empirical_text"] = " ".join(str(v) for v in cfg.lengths.lengths)
-        st.session_state["_lab_empirical_source"] = cfg.lengths.source
-    values.update({f"{K}sweep.{f}": getattr(sweep, f) for f in SWEEP_FIELDS})
-    return values
 
 
 def session_empirical() -> list[int] | None:
@@ -119,6 +65,20 @@ def empirical_spec() -> dict:
     return {"kind": "empirical", "lengths": values, "source": source}
 
 
+def linked_empirical(cfg: LabConfig) -> tuple[LabConfig, list[str]]:
+    """A link's empirical lengths go to the text box they are edited in."""
+    if cfg.lengths.kind == "empirical":
+        st.session_state[f"{K}empirical_text"] = " ".join(str(v) for v in cfg.lengths.lengths)
+        st.session_state["_lab_empirical_source"] = cfg.lengths.source
+    return cfg, []
+
+
+def _reset_sweep_range() -> None:
+    start, stop = SWEEP_DEFAULTS[st.session_state[f"{K}sweep.param"]]
+    st.session_state[f"{K}sweep.start"] = float(start)
+    st.session_state[f"{K}sweep.stop"] = float(stop)
+
+
 # ----------------------------------------------------------------------------- state
 
 st.title("Length Lab")
@@ -132,53 +92,29 @@ st.markdown(
     f"({definition('drift', 'definitions')})."
 )
 
-url = new_url_params(PAGE)
-if url is not None:
-    lab_params = {k: v for k, v in url.items() if not k.startswith(SWEEP_PREFIX)}
-    cfg_url, notices = from_query(LabConfig, lab_params)
-    sweep_url, sweep_notices = from_query(SweepSettings, url, prefix=SWEEP_PREFIX)
-    values = widget_values(cfg_url, sweep_url)
-    fallback = widget_values(DEFAULTS, SWEEP_DEFAULT)
-    url_kind = cfg_url.lengths.kind
-    for name in family_fields(url_kind):
-        fallback[f"{K}{url_kind}.{name}"] = field_default(LENGTH_FAMILIES[url_kind], name)
-    notices += sweep_notices + clamp_notices(values, fallback)
-    seed_widgets(values, force=True)
-    st.session_state["_lab_base"] = cfg_url.model_dump(mode="json")
-    show_notices(notices)
-else:
-    restore_widgets(PAGE)
-seed_widgets(widget_values(DEFAULTS, SWEEP_DEFAULT))
+page = Page(PAGE)
+lab = page.bind(LabConfig, K, FIELDS, keys={"lengths": "lab"}, check=linked_empirical)
+sweeps = page.bind(SweepSettings, f"{K}sweep.", SweepSettings.model_fields, url="sweep.")
+page.open()
 
 # ----------------------------------------------------------------------------- sidebar
 
 empirical_available = bool(st.session_state.get(f"{K}empirical_text", "").strip()) or bool(
     session_empirical()
 )
-kinds = [k for k in LENGTH_FAMILIES if k != "empirical" or empirical_available]
-if st.session_state[f"{K}kind"] not in kinds:
-    st.session_state[f"{K}kind"] = DEFAULTS.lengths.kind
-
 with st.sidebar:
     st.header("Answer lengths")
-    kind = st.selectbox(
+    kind = lab.family(
+        "lengths",
         "length family (now)",
-        kinds,
-        key=f"{K}kind",
+        kinds=[k for k in LENGTH_FAMILIES if k != "empirical" or empirical_available],
         format_func=FAMILY_NAMES.get,
+        columns=1,
+        bounded=False,
         help="The distribution the current answer lengths are drawn from; 'Empirical' appears "
         "once lengths are supplied.",
     )
-    st.caption((LENGTH_FAMILIES[kind].__doc__ or "").strip().splitlines()[0])
-    for name in family_fields(kind):
-        number_field(LENGTH_FAMILIES[kind], name, key=f"{K}{kind}.{name}", widget_bounds=False)
-    number_field(
-        LabConfig,
-        "length_growth",
-        f"{K}length_growth",
-        "× longer than at the reference",
-        widget_bounds=False,
-    )
+    lab.widget("length_growth", "× longer than at the reference")
     st.caption(
         "The reference (e.g. the start of training) has every length divided by this; step "
         f"sizes are shown relative to it ({definition('drift')})."
@@ -198,115 +134,78 @@ with st.sidebar:
             )
 
     st.header("Batch")
-    number_field(LabConfig, "max_len", f"{K}max_len", "M (max length)", widget_bounds=False)
+    lab.widget("max_len", "M (max length)")
     c1, c2 = st.columns(2)
     with c1:
-        number_field(LabConfig, "group_size", f"{K}group_size", "G (answers)", widget_bounds=False)
+        lab.widget("group_size", "G (answers)")
     with c2:
-        number_field(LabConfig, "n_groups", f"{K}n_groups", "B (prompts)", widget_bounds=False)
+        lab.widget("n_groups", "B (prompts)")
 
     st.header("Rewards and gradients")
-    number_field(LabConfig, "p_correct", f"{K}p_correct", "p correct", widget_bounds=False)
-    st.slider(
+    lab.widget("p_correct", "p correct")
+    lab.widget(
+        "length_slope",
         "length-correctness slope κ",
-        -5.0,
-        5.0,
+        slider=True,
         step=0.05,
-        key=f"{K}length_slope",
-        help=LabConfig.model_fields["length_slope"].description
-        + f" Any κ ≠ 0 tilts every length-dependent weighting ({definition('direction-bias')}).",
+        more_help=f"Any κ ≠ 0 tilts every length-dependent weighting ({definition('direction-bias')}).",
     )
-    st.slider(
-        "length drive η",
-        0.0,
-        10.0,
-        step=0.1,
-        key=f"{K}length_drive",
-        help=LabConfig.model_fields["length_drive"].description,
-    )
-    number_field(LabConfig, "rho", f"{K}rho", "token correlation ρ", widget_bounds=False)
-    number_field(LabConfig, "token_noise", f"{K}token_noise", "token noise σ", widget_bounds=False)
-    st.toggle(
-        "std-normalise advantages",
-        key=f"{K}std_normalize",
-        help=LabConfig.model_fields["std_normalize"].description,
-    )
+    lab.widget("length_drive", "length drive η", slider=True, step=0.1)
+    lab.widget("rho", "token correlation ρ")
+    lab.widget("token_noise", "token noise σ")
+    lab.widget("std_normalize", "std-normalise advantages")
 
     st.header("Aggregators")
-    st.slider(
+    lab.widget(
+        "alpha",
         "VL Norm α",
-        *ALPHA_RANGE,
+        slider=True,
+        min_value=ALPHA_RANGE[0],
+        max_value=ALPHA_RANGE[1],
         step=0.05,
-        key=f"{K}alpha",
         help="VL Norm weighs answers ∝ L^-α: 0 is Dr. GRPO; α = β gives the least token-noise "
         f"variance when Var(g) = V L^β ({definition('variance')}).",
     )
-    st.radio(
+    lab.widget(
+        "scope",
         "VL Norm scope",
-        ["group", "batch"],
-        key=f"{K}scope",
+        radio=True,
         horizontal=True,
-        help=LabConfig.model_fields["scope"].description
-        + f" It also sets the oracle's class ({definition('efficiency')}).",
+        more_help=f"It also sets the oracle's class ({definition('efficiency')}).",
     )
-    st.multiselect(
+    lab.widget(
         "aggregators",
-        list(AGGREGATORS),
-        key=f"{K}aggregators",
+        options=list(AGGREGATORS),
         format_func=lambda n: AGGREGATORS[n].display_name,
         help="Which aggregators to evaluate (the optimal oracle is always added).",
     )
 
     st.header("Monte Carlo")
-    number_field(LabConfig, "n_batches", f"{K}n_batches", "batches", widget_bounds=False)
+    lab.widget("n_batches", "batches")
     st.caption("20 000 batches is precise; 2 000 is ten times faster.")
-    number_field(LabConfig, "seed", f"{K}seed", "seed", widget_bounds=False)
+    lab.widget("seed")
 
 # ----------------------------------------------------------------------------- config
 
 try:
-    if kind == "empirical":
-        lengths = empirical_spec()
-    else:
-        lengths = {
-            "kind": kind,
-            **{f: st.session_state[f"{K}{kind}.{f}"] for f in family_fields(kind)},
-        }
-    base = st.session_state.get("_lab_base", DEFAULTS.model_dump(mode="json"))
-    data = {**base, **{f: st.session_state[f"{K}{f}"] for f in FIELDS}, "lengths": lengths}
-    cfg = LabConfig.model_validate(data)
-except ValidationError as err:
-    st.error(
-        "Nothing was run: these settings are outside what the lab allows. Change them to "
-        "continue:\n\n" + readable_errors(err),
-        icon=":material/error:",
-    )
-    remember_widgets(PAGE, K)
-    st.stop()
+    lengths = {"lengths": empirical_spec()} if kind == "empirical" else {}
 except ValueError as err:  # pasted lengths that are not numbers
     st.error(str(err), icon=":material/error:")
-    remember_widgets(PAGE, K)
-    st.stop()
-
-sweep_error = None
-try:
-    sweep = SweepSettings.model_validate(
-        {f: st.session_state[f"{K}sweep.{f}"] for f in SWEEP_FIELDS}
-    )
-except ValidationError as err:
-    sweep, sweep_error = None, err
-
-params = to_query(cfg, DEFAULTS)
-if cfg.lengths.kind == "empirical" and len(cfg.lengths.lengths) > MAX_URL_LENGTHS:
-    params = {k: v for k, v in params.items() if not k.startswith("lengths.")}
+    page.stop()
+cfg = lab.value(
+    "Nothing was run: these settings are outside what the lab allows. Change them to continue:",
+    **lengths,
+)
+if cfg is None:
+    page.stop()
+too_long = cfg.lengths.kind == "empirical" and len(cfg.lengths.lengths) > MAX_URL_LENGTHS
+if too_long:
     st.caption(
         f"The link does not include the {len(cfg.lengths.lengths)} empirical lengths "
         "(too many for a URL); it opens with the default length family."
     )
-if sweep is not None:
-    params.update({SWEEP_PREFIX + k: v for k, v in to_query(sweep, SWEEP_DEFAULT).items()})
-write_url(PAGE, params)
-remember_widgets(PAGE, K)
+sweeps.value()  # the URL keeps the sweep's last good settings
+page.write(omit=["lengths."] if too_long else [])
 
 # ----------------------------------------------------------------------------- results
 
@@ -486,42 +385,31 @@ st.markdown(
 )
 
 
-def _reset_sweep_range() -> None:
-    start, stop = SWEEP_DEFAULTS[st.session_state[f"{K}sweep.param"]]
-    st.session_state[f"{K}sweep.start"] = float(start)
-    st.session_state[f"{K}sweep.stop"] = float(stop)
-
-
 c1, c2, c3, c4, c5 = st.columns([3, 1, 1, 1, 1.3])
 with c1:
-    st.selectbox(
+    sweeps.widget(
+        "param",
         "swept parameter",
-        list(SWEEP_PARAMS),
-        key=f"{K}sweep.param",
         format_func=SWEEP_LABELS.get,
         on_change=_reset_sweep_range,
         help="The parameter that varies along the x axis; all others stay as in the sidebar.",
     )
 with c2:
-    st.number_input("from", key=f"{K}sweep.start", format="%g", help="First value of the sweep.")
+    sweeps.widget("start", "from", help="First value of the sweep.")
 with c3:
-    st.number_input("to", key=f"{K}sweep.stop", format="%g", help="Last value of the sweep.")
+    sweeps.widget("stop", "to", help="Last value of the sweep.")
 with c4:
-    st.number_input("points", key=f"{K}sweep.points", step=1, help="How many values: 2 to 25.")
+    sweeps.widget("points", step=1, help="How many values.")
 with c5:
-    st.number_input(
+    sweeps.widget(
+        "n_batches",
         "batches/point",
         step=1000,
-        key=f"{K}sweep.n_batches",
-        help="Monte Carlo batches at each point (100 to 100,000): fewer is faster.",
+        help="Monte Carlo batches at each point: fewer is faster.",
     )
 
-if sweep_error is not None:
-    st.error(
-        "The sweep was not run; change these settings:\n\n" + readable_errors(sweep_error),
-        icon=":material/error:",
-    )
-else:
+sweep = sweeps.value("The sweep was not run; change these settings:")
+if sweep is not None:
     values = sweep.values()
     per_point = sweep.n_batches * cfg.n_groups * cfg.group_size
     if per_point * len(values) > MAX_ANSWERS:

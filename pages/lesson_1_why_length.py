@@ -3,24 +3,24 @@ each aggregator's weights, and the step size as the answers grow."""
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 import streamlit as st
+from pydantic import BaseModel, ConfigDict, Field
 
+from pages.binder import Page
 from pages.common import ensure_app_navigation
 from pages.export import ChartBook
 from pages.lesson_common import (
     answer_bars,
-    bounded,
     display,
-    keep_url,
     notice,
-    one_of,
     question,
     reading_time,
     relative_lines,
     token_strips,
     try_this,
-    url_settings,
 )
 from vlsim.aggregators import AGGREGATORS
 from vlsim.lessons import (
@@ -43,16 +43,30 @@ NAMES = ["grpo", "dapo", "dr_grpo", "vl_norm"]
 CORRECT = {"short": (1, 1, 0, 0), "long": (0, 0, 1, 1)}
 FACTORS = [0.5, 0.75, 1, 1.5, 2, 3, 4, 6, 8]
 
+
+class Lesson1(BaseModel):
+    """Lesson 1's settings, as its URL holds them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    stretch: float = Field(
+        1.0,
+        ge=0.5,
+        le=8.0,
+        description="Multiplies every length: watch the step sizes below move as answers grow.",
+    )
+    correct: Literal["short", "long"] = Field("short", description="Which answers are right.")
+    alpha: float = Field(
+        1.0, ge=0.0, le=2.0, description="VL Norm weighs answers ∝ L^-α; α = 0 is Dr. GRPO."
+    )
+
+
 st.title("Lesson 1 · Why length matters")
 reading_time(10)
 
-url_settings(
-    PAGE,
-    {"stretch": bounded(0.5, 8.0), "correct": one_of(list(CORRECT)), "alpha": bounded(0.0, 2.0)},
-    {"stretch": f"{K}stretch", "correct": f"{K}correct", "alpha": f"{K}alpha"},
-)
-for key, value in ((f"{K}stretch", 1.0), (f"{K}correct", "short"), (f"{K}alpha", 1.0)):
-    st.session_state.setdefault(key, value)
+page = Page(PAGE)
+settings = page.bind(Lesson1, K, Lesson1.model_fields)
+page.open()
 
 book = ChartBook(PAGE, "Lesson 1: why length matters")
 with st.sidebar:
@@ -78,18 +92,11 @@ with text:
     st.latex(r"g_i = A_i \sum_{t=1}^{L_i} \nabla \log \pi(o_{i,t})")
     st.latex(r"\mathrm{Var}(g_i) \approx V\,L_i")
 with widgets:
-    stretch = st.slider(
-        "stretch every answer ×",
-        0.5,
-        8.0,
-        step=0.25,
-        key=f"{K}stretch",
-        help="Multiplies every length: watch the step sizes below move as answers grow.",
-    )
-    correct = st.radio(
+    stretch = settings.widget("stretch", "stretch every answer ×", slider=True, step=0.25)
+    correct = settings.widget(
+        "correct",
         "which answers are right?",
-        list(CORRECT),
-        key=f"{K}correct",
+        radio=True,
         horizontal=True,
         format_func=lambda c: {"short": "the two short ones", "long": "the two long ones"}[c],
     )
@@ -130,14 +137,7 @@ with text:
         "(blue: made more likely, red: less likely)."
     )
 with widgets:
-    alpha = st.slider(
-        "VL Norm α",
-        0.0,
-        2.0,
-        step=0.05,
-        key=f"{K}alpha",
-        help="VL Norm weighs answers ∝ L^-α; α = 0 is Dr. GRPO.",
-    )
+    alpha = settings.widget("alpha", "VL Norm α", slider=True, step=0.05)
     w = group_weights(lengths, M, NAMES, alpha)
     book.show(
         answer_bars(
@@ -233,4 +233,5 @@ try_this(
 )
 with st.sidebar:
     book.download_all()
-keep_url(PAGE, {"stretch": f"{stretch:g}", "correct": correct, "alpha": f"{alpha:g}"})
+settings.value()
+page.write()

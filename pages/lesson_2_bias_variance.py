@@ -6,20 +6,19 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
+from pydantic import BaseModel, ConfigDict, Field
 
+from pages.binder import Page
 from pages.charts import Z95, _layout, color_of, tick_label
 from pages.common import cached_lab, ensure_app_navigation
 from pages.export import ChartBook
 from pages.lesson_common import (
-    bounded,
     display,
-    keep_url,
     notice,
     question,
     reading_time,
     relative_lines,
     try_this,
-    url_settings,
 )
 from vlsim.lessons import LESSON2_NAMES, drift_rows, lesson2_config
 
@@ -29,6 +28,21 @@ PAGE = "lesson2"
 K = "l2."
 KAPPAS = [-2.0, -1.0, 0.0, 1.0, 2.0]
 N_BATCHES = 2000  # Monte Carlo batches per lab: about 0.1 s each
+
+
+class Lesson2(BaseModel):
+    """Lesson 2's settings, as its URL holds them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kappa: float = Field(-1.0, ge=-2.0, le=2.0, description="How correctness depends on length.")
+    stretch: float = Field(
+        2.0,
+        ge=1.0,
+        le=4.0,
+        description="Every length is multiplied by this factor (median 100 → 100×).",
+    )
+    alpha: float = Field(1.0, ge=0.0, le=2.0, description="VL Norm weighs answers ∝ L^-α.")
 
 
 def lab(kappa: float, alpha: float, stretch: float = 1.0):
@@ -67,13 +81,9 @@ def bars(
 st.title("Lesson 2 · Bias and variance")
 reading_time(12)
 
-url_settings(
-    PAGE,
-    {"kappa": bounded(-2.0, 2.0), "stretch": bounded(1.0, 4.0), "alpha": bounded(0.0, 2.0)},
-    {"kappa": f"{K}kappa", "stretch": f"{K}stretch", "alpha": f"{K}alpha"},
-)
-for key, value in ((f"{K}kappa", -1.0), (f"{K}stretch", 2.0), (f"{K}alpha", 1.0)):
-    st.session_state.setdefault(key, value)
+page = Page(PAGE)
+settings = page.bind(Lesson2, K, Lesson2.model_fields)
+page.open()
 
 book = ChartBook(PAGE, "Lesson 2: bias and variance")
 with st.sidebar:
@@ -101,15 +111,8 @@ with text:
         "So the **scale** $M\\,\\mathbb{E}[\\sum_i x_i]$ is the step size. Let the answers grow "
         "(as they do during RLVR training) and compare the scale before and after."
     )
-    stretch = st.slider(
-        "answers grow ×",
-        1.0,
-        4.0,
-        step=0.25,
-        key=f"{K}stretch",
-        help="Every length is multiplied by this factor (median 100 → 100×).",
-    )
-    alpha = st.slider("VL Norm α", 0.0, 2.0, step=0.05, key=f"{K}alpha")
+    stretch = settings.widget("stretch", "answers grow ×", slider=True, step=0.25)
+    alpha = settings.widget("alpha", "VL Norm α", slider=True, step=0.05)
 kappa = float(st.session_state[f"{K}kappa"])
 start, grown = lab(kappa, alpha), lab(kappa, alpha, stretch)
 rows = {r["name"]: r for r in drift_rows(start, grown)}
@@ -179,7 +182,7 @@ with text:
         "The **tilt** is how far the expected update turns toward *be longer* (positive) or "
         "*be shorter* (negative) compared with the true gradient."
     )
-    kappa = st.slider("length-correctness link κ", -2.0, 2.0, step=0.25, key=f"{K}kappa")
+    kappa = settings.widget("kappa", "length-correctness link κ", slider=True, step=0.25)
 sweep = {k: lab(k, alpha) for k in KAPPAS}
 with chart:
     curves = {
@@ -258,4 +261,5 @@ try_this(
 )
 with st.sidebar:
     book.download_all()
-keep_url(PAGE, {"kappa": f"{kappa:g}", "stretch": f"{stretch:g}", "alpha": f"{alpha:g}"})
+settings.value()
+page.write()

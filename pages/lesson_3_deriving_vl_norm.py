@@ -6,18 +6,17 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from pages.binder import Page
 from pages.charts import _layout, color_of
 from pages.common import ensure_app_navigation, fmt
 from pages.export import ChartBook
 from pages.lesson_common import (
-    bounded,
-    keep_url,
     notice,
     question,
     reading_time,
     try_this,
-    url_settings,
 )
 from vlsim.lessons import (
     MeasuredSlope,
@@ -55,21 +54,34 @@ def use_slope(slope: float) -> None:
     st.session_state[f"{K}alpha"] = value
 
 
-def lengths_parser(text: str) -> str:
-    parse_group_lengths(text)  # ValueError with a readable message
-    return text
+class Lesson3(BaseModel):
+    """Lesson 3's settings, as its URL holds them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    lengths: str = Field(
+        DEFAULT_LENGTHS,
+        max_length=1000,
+        description="2 to 32 whole numbers separated by spaces or commas.",
+    )
+    beta: float = Field(
+        1.0, ge=0.0, le=2.0, description="Var(g_i) = V L_i^β: 1 for independent tokens."
+    )
+    alpha: float = Field(0.5, ge=0.0, le=2.0, description="VL Norm weighs answers ∝ L^-α.")
+
+    @field_validator("lengths")
+    @classmethod
+    def _lengths(cls, text: str) -> str:
+        parse_group_lengths(text)  # ValueError with a readable message
+        return text
 
 
 st.title("Lesson 3 · Deriving VL Norm")
 reading_time(12)
 
-url_settings(
-    PAGE,
-    {"lengths": lengths_parser, "beta": bounded(0.0, 2.0), "alpha": bounded(0.0, 2.0)},
-    {"lengths": f"{K}lengths", "beta": f"{K}beta", "alpha": f"{K}alpha"},
-)
-for key, value in ((f"{K}lengths", DEFAULT_LENGTHS), (f"{K}beta", 1.0), (f"{K}alpha", 0.5)):
-    st.session_state.setdefault(key, value)
+page = Page(PAGE)
+settings = page.bind(Lesson3, K, Lesson3.model_fields)
+page.open()
 
 book = ChartBook(PAGE, "Lesson 3: deriving VL Norm")
 with st.sidebar:
@@ -95,19 +107,8 @@ with text:
         "(\\sum_i x_i)\\nabla J = c\\,\\nabla J$. (VL Norm uses $c = 1/M$.)"
     )
 with widgets:
-    text_value = st.text_input(
-        "answer lengths of one group",
-        key=f"{K}lengths",
-        help="2 to 32 whole numbers separated by spaces or commas.",
-    )
-    beta = st.slider(
-        "variance exponent β",
-        0.0,
-        2.0,
-        step=0.05,
-        key=f"{K}beta",
-        help="Var(g_i) = V L_i^β: 1 for independent tokens.",
-    )
+    text_value = settings.widget("lengths", "answer lengths of one group")
+    beta = settings.widget("beta", "variance exponent β", slider=True, step=0.05)
 try:
     lengths = parse_group_lengths(text_value)
 except ValueError as err:
@@ -188,7 +189,7 @@ with text:
         "shows its variance, relative to the least possible, for every $\\alpha$: the minimum "
         "sits where $\\alpha = \\beta$."
     )
-    alpha = st.slider("VL Norm α", 0.0, 2.0, step=0.05, key=f"{K}alpha")
+    alpha = settings.widget("alpha", "VL Norm α", slider=True, step=0.05)
     st.markdown(
         "$\\alpha = 0$ is Dr. GRPO (equal weights); $\\alpha = 1$ is VL Norm's default, the "
         "best choice when tokens are independent ($\\beta = 1$)."
@@ -303,4 +304,5 @@ try_this(
 )
 with st.sidebar:
     book.download_all()
-keep_url(PAGE, {"lengths": text_value, "beta": f"{beta:g}", "alpha": f"{alpha:g}"})
+settings.value()
+page.write()

@@ -1,10 +1,9 @@
-"""What the lessons share: their boxes (what to notice, questions with answers, a scenario link),
-URL settings read once, and the figures of the lessons and the Step Inspector. UI only."""
+"""What the lessons share: their boxes (what to notice, questions with answers, a scenario link)
+and the figures of the lessons and the Step Inspector. UI only (their URL state: pages.binder)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import plotly.graph_objects as go
@@ -12,7 +11,6 @@ import streamlit as st
 from plotly.subplots import make_subplots
 
 from pages.charts import _layout, color_of, nice_log_ticks
-from pages.common import new_url_params, show_notices, write_url
 from vlsim.aggregators import AGGREGATORS
 
 # Line styles that keep overlapping lines apart (Dr. GRPO, VL Norm and the sequence sum all sit
@@ -77,60 +75,6 @@ def try_this(page: str, params: Mapping[str, str], text: str) -> None:
             icon=":material/play_circle:",
             query_params=dict(params),
         )
-
-
-def url_settings(
-    page: str, parsers: Mapping[str, Callable[[str], Any]], keys: Mapping[str, str]
-) -> None:
-    """Apply a link's parameters to the widgets once (parsers turn text into a value; a value
-    they reject is left out with a notice). keys maps parameter -> widget key."""
-    url = new_url_params(page)
-    if url is None:
-        return
-    notices = []
-    for name, text in url.items():
-        if name not in parsers:
-            notices.append(f"{name} is not a setting of this lesson")
-            continue
-        try:
-            st.session_state[keys[name]] = parsers[name](text)
-        except (TypeError, ValueError) as err:
-            notices.append(f"{name} = {text!r}: {err}")
-    show_notices(notices)
-
-
-def keep_url(page: str, params: Mapping[str, Any]) -> None:
-    """Write the lesson's current settings to the URL (a copied link reproduces them).
-
-    Written every run: after a link to this same page (st.page_link with query_params) the
-    session already holds the new parameters but the browser's address bar may not.
-    """
-    params = {k: str(v) for k, v in params.items()}
-    write_url(page, params)
-    st.query_params.from_dict(params)
-
-
-def bounded(lo: float, hi: float, cast: Callable[[str], Any] = float) -> Callable[[str], Any]:
-    """A parser of a number in [lo, hi] (ValueError saying the range otherwise)."""
-
-    def parse(text: str) -> Any:
-        value = cast(text)
-        if not lo <= value <= hi:
-            raise ValueError(f"must lie between {lo:g} and {hi:g}")
-        return value
-
-    return parse
-
-
-def one_of(options: Sequence[str]) -> Callable[[str], str]:
-    """A parser that accepts one of the options."""
-
-    def parse(text: str) -> str:
-        if text not in options:
-            raise ValueError(f"choose one of {', '.join(options)}")
-        return text
-
-    return parse
 
 
 # ----------------------------------------------------------------------------- figures

@@ -16,18 +16,12 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
-from pydantic import BaseModel, ConfigDict, Field
 
-from pages.common import (
-    ensure_app_navigation,
-    fmt,
-    new_url_params,
-    seed_widgets,
-    show_notices,
-    write_url,
-)
+from pages.binder import Page
+from pages.common import ensure_app_navigation, fmt
 from pages.export import ChartBook
 from pages.training_common import (
+    RunStep,
     entropy_figure,
     get_store,
     probe_stat_figure,
@@ -37,7 +31,6 @@ from pages.training_common import (
 from vlsim.aggregators import AGGREGATORS
 from vlsim.analysis import probe_series
 from vlsim.jobs import probe_counts
-from vlsim.scenario import from_query, to_query
 
 ensure_app_navigation()
 
@@ -47,18 +40,6 @@ SLOPES = {
     "length_noise_free": ("advantage-free slope (score gradient s_i)", "#1f77b4"),
     "length_noise": ("paper's slope (g_i = A_i s_i)", "#444444"),
 }
-
-
-class ProbesView(BaseModel):
-    """The Probes page's settings, as they appear in the URL."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    run: int = Field(0, ge=0, description="Run whose probes are shown (0: the newest).")
-    step: int = Field(-1, ge=-1, description="Probe step of the scatter (-1: the latest).")
-
-
-DEFAULTS = ProbesView()
 
 
 def display(name: str) -> str:
@@ -192,15 +173,18 @@ store = get_store()
 counts = probe_counts(store)
 runs = [r for r in store.list_runs() if r.id in counts]
 
-url = new_url_params(PAGE)
-if url is not None:
-    view, notices = from_query(ProbesView, url)
+
+def has_probes(view: RunStep) -> tuple[RunStep, list[str]]:
+    """A link's run, if it has probe records here."""
     if view.run and view.run not in counts:
-        notices.append(f"run {view.run} has no probe records in this store; showing the newest.")
-        view = view.model_copy(update={"run": 0})
-    seed_widgets({f"{K}run": view.run, f"{K}step": view.step}, force=True)
-    show_notices(notices)
-seed_widgets({f"{K}run": 0, f"{K}step": -1})
+        notice = f"run {view.run} has no probe records in this store; showing the newest."
+        return view.model_copy(update={"run": 0}), [notice]
+    return view, []
+
+
+page = Page(PAGE)
+shown = page.bind(RunStep, K, RunStep.model_fields, check=has_probes)
+page.open()
 
 if not runs:
     st.info(
@@ -214,10 +198,9 @@ ids = [r.id for r in runs]
 by_id = {r.id: r for r in runs}
 if st.session_state[f"{K}run"] not in ids:
     st.session_state[f"{K}run"] = ids[0]
-run_id = st.selectbox(
+run_id = shown.widget(
     "run",
-    ids,
-    key=f"{K}run",
+    options=ids,
     format_func=lambda i: f"{run_label(by_id[i])} · {counts[i]} probes · {by_id[i].status}",
     help="Runs that recorded gradient probes, newest first.",
 )
@@ -275,10 +258,11 @@ with c2:
 # ----------------------------------------------------------------------------- one probe
 
 st.header("Noise against length (the paper's Figure 4)")
-st.select_slider(
+shown.widget(
+    "step",
     "probe step",
     options=steps,
-    key=f"{K}step",
+    slider=True,
     help="Which probe record the scatters, the entropy bins and the table show.",
 )
 record = next(p for p in probes if p.get("step") == st.session_state[f"{K}step"])
@@ -346,4 +330,5 @@ with st.sidebar:
     book.format_picker()
     book.download_all()
 
-write_url(PAGE, to_query(ProbesView(run=run_id, step=st.session_state[f"{K}step"]), DEFAULTS))
+shown.value()
+page.write()

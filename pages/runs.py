@@ -23,6 +23,7 @@ from pages.common import (
     write_url,
 )
 from pages.export import ChartBook
+from pages.reference_offer import reference_runs_button, show_loaded_message
 from pages.training_common import (
     METRIC_LABELS,
     aggregator_label,
@@ -36,9 +37,9 @@ from pages.training_common import (
     run_metrics,
 )
 from vlsim.analysis import format_seconds, metric_range, observed_lengths, reachable_threshold
-from vlsim.scenario import from_query, to_query
 from vlsim.stats import run_speedups
 from vlsim.store import STATUSES, RunInfo
+from vlsim.url_codec import from_query, to_query
 
 ensure_app_navigation()
 
@@ -171,10 +172,16 @@ if not st.session_state.get(f"{K}runs") and not st.session_state.get("_runs_seed
 st.session_state["_runs_seeded"] = True
 st.session_state[f"{K}runs"] = [i for i in st.session_state[f"{K}runs"] if i in by_id]
 
+show_loaded_message()
 if not all_runs:
     st.info(
-        "No runs yet. Start some in the **Training Arena** (or with `python -m vlsim train`).",
+        "No runs yet. Start some in the **Training Arena** (or with `python -m vlsim train`), "
+        "import an archive with `python -m vlsim runs import FILE`, or load the reference runs.",
         icon=":material/info:",
+    )
+    # loaded: the page picks its default selection again, among the new runs
+    reference_runs_button(
+        f"{K}load_reference", lambda _: st.session_state.pop("_runs_seeded", None)
     )
     st.stop()
 

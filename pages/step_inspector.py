@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import streamlit as st
 
+from pages.binder import Page
 from pages.common import ensure_app_navigation
 from pages.export import ChartBook
 from pages.lesson_common import answer_bars, display, notice, token_strips
+from pages.training_common import RunStep
 from vlsim.aggregators import AGGREGATORS, ALPHA_RANGE
 from vlsim.inspector import (
     NOT_FULL_GROUPS,
@@ -27,14 +29,6 @@ K = "insp."
 DEFAULT_NAMES = ["grpo", "dapo", "dr_grpo", "vl_norm"]
 
 
-def int_param(name: str) -> int | None:
-    """An integer URL parameter, or None when absent or not a number."""
-    try:
-        return int(st.query_params[name]) if name in st.query_params else None
-    except ValueError:
-        return None
-
-
 st.title("Step Inspector")
 st.markdown(
     "One prompt's $G$ answers at one logged step of a stored run, token by token. A token's "
@@ -43,6 +37,9 @@ st.markdown(
     "token's push is its advantage). Blue tokens are made more likely, red ones less."
 )
 
+page = Page(PAGE)
+shown = page.bind(RunStep, K, RunStep.model_fields)
+page.open()
 store = Store()
 runs = [r for r in store.list_runs(kind="train")]
 if not runs:
@@ -57,12 +54,11 @@ if not runs:
     st.stop()
 
 ids = [r.id for r in runs]
-if st.session_state.get(f"{K}run") not in ids:
-    wanted = int_param("run")
-    st.session_state[f"{K}run"] = wanted if wanted in ids else ids[0]
+if st.session_state[f"{K}run"] not in ids:
+    st.session_state[f"{K}run"] = ids[0]
 by_id = {r.id: r for r in runs}
-run_id = st.selectbox(
-    "run", ids, key=f"{K}run", format_func=lambda i: f"{i}: {by_id[i].name} ({by_id[i].status})"
+run_id = shown.widget(
+    "run", options=ids, format_func=lambda i: f"{i}: {by_id[i].name} ({by_id[i].status})"
 )
 run = by_id[run_id]
 records = store.samples(run_id, limit_steps=None)
@@ -94,9 +90,8 @@ if not has_full_groups(records):
 config = run.config
 max_len = int(config.get("max_new_tokens", 1))
 steps = steps_with_groups(records)
-if st.session_state.get(f"{K}step") not in steps:  # first visit, or another run
-    wanted_step = int_param("step")
-    st.session_state[f"{K}step"] = wanted_step if wanted_step in steps else steps[-1]
+if st.session_state[f"{K}step"] not in steps:  # first visit, or another run
+    st.session_state[f"{K}step"] = steps[-1]
 st.session_state.setdefault(f"{K}alpha", float(config.get("alpha", 1.0)))
 st.session_state.setdefault(f"{K}scope", str(config.get("scope", "group")))
 st.session_state.setdefault(f"{K}names", DEFAULT_NAMES)
@@ -124,7 +119,7 @@ with st.sidebar:
 
 c1, c2 = st.columns(2)
 with c1:
-    step = st.selectbox("logged step", steps, key=f"{K}step")
+    step = shown.widget("step", "logged step", options=steps)
 groups = groups_at(records, step, bool(config.get("std_normalize", True)))
 if st.session_state.get(f"{K}group", 0) >= len(groups):
     st.session_state[f"{K}group"] = 0
@@ -208,4 +203,5 @@ st.caption(
 )
 with st.sidebar:
     book.download_all()
-st.query_params.from_dict({"run": str(run_id), "step": str(step)})
+shown.value()
+page.write()

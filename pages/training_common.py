@@ -16,11 +16,13 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
+from pydantic import BaseModel, ConfigDict, Field
 
+from pages.binder import Binder
 from pages.charts import COLORS, MICRO_BATCH_COLORS, line_style
-from pages.common import number_field
 from vlsim.aggregators import AGGREGATORS
 from vlsim.analysis import METRIC_LABELS, probe_table, smooth
+from vlsim.config import RECIPE_DISPLAY_NAMES
 from vlsim.jobs import JobManager
 from vlsim.lengths import LENGTH_FAMILIES
 from vlsim.store import RunInfo, Store, default_data_dir
@@ -35,7 +37,6 @@ STATUS_ICONS = {
     "stopped": ":material/pause_circle:",
     "failed": ":material/error:",
 }
-
 
 
 # ----------------------------------------------------------------------------- resources
@@ -97,11 +98,14 @@ def aggregator_of(info: RunInfo) -> str:
 
 
 def aggregator_label(info: RunInfo) -> str:
-    """'VL Norm (α=0.5)', 'GRPO', ... for a run."""
+    """'VL Norm (α=0.5)', 'GRPO', 'DAPO + VL Norm recipe (α=1)', ... for a run."""
     agg = aggregator_of(info)
     if not agg:
         return info.kind
     name = AGGREGATORS[agg].display_name if agg in AGGREGATORS else agg
+    recipe = info.config.get("recipe", "none")
+    if recipe != "none" and recipe in RECIPE_DISPLAY_NAMES:
+        name = f"{RECIPE_DISPLAY_NAMES[recipe]} recipe"
     if agg == "vl_norm":
         alpha = info.config.get("alpha", 1.0)
         scope = info.config.get("scope", "group")
@@ -137,12 +141,6 @@ TRACE_FORMAT = (
 )
 
 
-def open_number_field(model_cls, name: str, key: str, label: str) -> Any:
-    """A number box without browser bounds: an out-of-range value blocks the action with a
-    message instead of silently keeping the old value (see pages.common.number_field)."""
-    return number_field(model_cls, name, key, label, widget_bounds=False)
-
-
 def stop_message(results: Mapping[int, str], labels: Mapping[int, str]) -> str:
     """What Stop all did, run by run ('' if there was nothing to stop)."""
     words = {"unqueued": "taken out of the queue", "stopping": "stops after its current step"}
@@ -166,53 +164,23 @@ def recent_groups(store: Store, limit: int = 20) -> list[str]:
 # ----------------------------------------------------------------------------- widgets
 
 
-def length_family_widgets(prefix: str, label: str = "trace-length family") -> str:
-    """Family selectbox plus one number input per parameter (keys prefix.kind, prefix.<kind>.<f>).
+class RunStep(BaseModel):
+    """A stored run and one of its logged steps, as the Probes and Step Inspector URLs hold them."""
 
-    Returns the chosen family; `length_spec_from_widgets` reads the spec back.
-    """
-    kinds = [k for k in LENGTH_FAMILIES if k != "empirical"]
-    if st.session_state.get(f"{prefix}.kind") not in kinds:
-        st.session_state[f"{prefix}.kind"] = "lognormal"
-    kind = st.selectbox(
-        label,
-        kinds,
-        key=f"{prefix}.kind",
+    model_config = ConfigDict(extra="forbid")
+
+    run: int = Field(0, ge=0, description="The run shown (0: the newest).")
+    step: int = Field(-1, ge=-1, description="The logged step shown (-1: the latest).")
+
+
+def trace_length_widget(binder: Binder, path: str) -> str:
+    """The warm-start traces' length family and its parameters (no empirical lengths here)."""
+    return binder.widget(
+        path,
+        "trace-length family",
+        kinds=[k for k in LENGTH_FAMILIES if k != "empirical"],
         help="The distribution that warm-start trace lengths are drawn from (then cut to fit M).",
     )
-    st.caption((LENGTH_FAMILIES[kind].__doc__ or "").strip().splitlines()[0])
-    cols = st.columns(2)
-    for k, name in enumerate(length_fields(kind)):
-        with cols[k % 2]:
-            number_field(LENGTH_FAMILIES[kind], name, key=f"{prefix}.{kind}.{name}")
-    return kind
-
-
-def length_fields(kind: str) -> list[str]:
-    """Parameters of a length family that get a widget."""
-    return [f for f in LENGTH_FAMILIES[kind].model_fields if f not in ("kind", "lengths", "source")]
-
-
-def length_widget_values(prefix: str, spec: Mapping[str, Any]) -> dict[str, Any]:
-    """Widget key -> value for a length spec dict."""
-    kind = spec.get("kind", "lognormal")
-    values: dict[str, Any] = {f"{prefix}.kind": kind}
-    if kind in LENGTH_FAMILIES and kind != "empirical":
-        for name in length_fields(kind):
-            if name in spec:
-                values[f"{prefix}.{kind}.{name}"] = spec[name]
-    return values
-
-
-def length_spec_from_widgets(prefix: str) -> dict[str, Any]:
-    """The length spec dict the family widgets describe."""
-    kind = st.session_state[f"{prefix}.kind"]
-    spec: dict[str, Any] = {"kind": kind}
-    for name in length_fields(kind):
-        key = f"{prefix}.{kind}.{name}"
-        if key in st.session_state:
-            spec[name] = st.session_state[key]
-    return spec
 
 
 # ----------------------------------------------------------------------------- figures

@@ -28,6 +28,12 @@ FAST_LAB = {"n_batches": "400", "sweep.n_batches": "200", "sweep.points": "3"}
 TIMEOUT = 30
 
 
+@pytest.fixture(autouse=True)
+def empty_store(tmp_path, monkeypatch):
+    """Home reads the run store: each test gets an empty one of its own."""
+    monkeypatch.setenv("VLSIM_DATA_DIR", str(tmp_path / "data"))
+
+
 def open_page(page: str | None, params: dict[str, str] | None = None) -> AppTest:
     """Run app.py (Home), then switch to a page, with the given URL parameters."""
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
@@ -90,6 +96,9 @@ def test_definitions_page_renders_every_anchor():
         "interval",
         "verdict",
         "speed-up",
+        "step-size-spread",
+        "variance-ratio",
+        "reproduction-verdict",
     ]
     assert "$" in texts(at.markdown)  # formulas, rendered by st.markdown
 
@@ -341,7 +350,7 @@ def test_calculator_url_and_controls():
     assert at.slider(key="agg.alpha").value == 0.5
     at.slider(key="agg.beta").set_value(2.0).run()
     assert not at.exception
-    assert at.query_params["calc.beta"] == "2.0"
+    assert at.query_params["calc.beta"] == "2"
     bars = charts(at)["weights_chart"]["data"]
     assert len(bars) == len(AGGREGATORS) + 1 and all(len(values(b["y"])) == 4 for b in bars)
 

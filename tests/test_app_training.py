@@ -249,6 +249,41 @@ def test_arena_stop_all_stops_every_run_of_the_job_and_says_what_it_stopped(
     assert stop_file(data_dir, runs[0].job_id).exists()  # its worker sees it at the next step
 
 
+def test_arena_recipe_both_trains_dapo_and_dapo_vl_norm_on_one_seed(data_dir) -> None:
+    at = app(ARENA)
+    by_key(at.selectbox, "arena.recipe").set_value("both").run()
+    no_exceptions(at)
+    assert not any(m.key == "arena.aggregators" for m in at.multiselect)  # the recipe's runs
+    assert any("clip-higher" in c.value for c in at.caption)
+    assert any(c.value.startswith("2 run(s)") for c in at.caption)
+    assert by_key(at.number_input, "arena.clip_high").disabled
+    assert at.query_params["recipe"] == "both"
+    next(b for b in at.button if b.label == "Start training").click().run()
+    no_exceptions(at)
+    runs = sorted(Store(data_dir).list_runs(), key=lambda r: r.id)
+    assert [(r.config["recipe"], r.config["aggregator"]) for r in runs] == [
+        ("dapo", "dapo"),
+        ("dapo_vl_norm", "vl_norm"),
+    ]
+    assert all(r.config["dynamic_sampling"] and r.config["clip_high"] == 0.28 for r in runs)
+    assert {r.seed for r in runs} == {0} and len({r.job_id for r in runs}) == 1
+    labels = " ".join(m.value for m in at.markdown)
+    assert "DAPO recipe" in labels and "DAPO + VL Norm recipe (α=1)" in labels
+
+
+def test_arena_recipe_link_restores_it_and_a_bad_one_is_reported(data_dir) -> None:
+    at = app(ARENA, recipe="dapo_vl_norm", alpha="0.5")
+    no_exceptions(at)
+    assert not at.warning
+    assert by_key(at.selectbox, "arena.recipe").value == "dapo_vl_norm"
+    assert any(c.value.startswith("1 run(s)") for c in at.caption)
+    assert dict(at.query_params) == {"recipe": "dapo_vl_norm", "alpha": "0.5"}
+    at = app(ARENA, recipe="grpo_plus")
+    no_exceptions(at)
+    assert "recipe" in " ".join(w.value for w in at.warning)
+    assert by_key(at.selectbox, "arena.recipe").value == "none"
+
+
 def test_arena_reattaches_to_a_group_by_url(data_dir) -> None:
     ids = populate(data_dir)
     at = app(ARENA, group="demo", run=str(ids["vl_norm"]))

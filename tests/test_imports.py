@@ -9,6 +9,7 @@ import vlsim
 
 PACKAGE = Path(vlsim.__file__).resolve().parent
 
+
 def module_name(path: Path) -> str:
     """vlsim/sweeps/plan.py -> vlsim.sweeps.plan; vlsim/sweeps/__init__.py -> vlsim.sweeps."""
     parts = path.relative_to(PACKAGE.parent).with_suffix("").parts

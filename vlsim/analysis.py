@@ -42,7 +42,6 @@ def metric_label(key: str) -> str:
     return METRIC_LABELS.get(key, key)
 
 
-
 def smooth(series: Sequence[float] | pd.Series | np.ndarray, weight: float) -> pd.Series:
     """Exponential moving average with TensorBoard's debiasing.
 

@@ -1,6 +1,6 @@
 """The framework view: what a real trainer's settings do to the per-answer weights of one step.
 
-Section 2 of DESIGN.md gives each aggregator as a formula over a whole batch. Real trainers do
+docs/design.md gives each aggregator as a formula over a whole batch. Real trainers do
 not see the whole batch at once: one optimizer step is split over P data-parallel processes,
 each running GA gradient-accumulation micro-batches of b answers, and every micro-batch is
 normalised on its own before the gradients are summed (accumulation) and averaged (data
@@ -21,8 +21,7 @@ Settings names: TRL's b is `per_device_train_batch_size`, GA `gradient_accumulat
 processes and M `max_completion_length`. verl's b is `ppo_micro_batch_size_per_gpu`, GA the
 per-GPU mini-batch divided by b, P the data-parallel size and M `data.max_response_length`.
 
-The mapping was read from the trainers' sources (vlsim.framework_sources);
-versions drift.
+The mapping was read from the trainers' sources (vlsim.framework_sources); versions drift.
 """
 
 from __future__ import annotations

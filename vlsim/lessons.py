@@ -208,7 +208,7 @@ MAX_LESSON_LENGTH = 100_000
 
 def parse_group_lengths(text: str) -> list[int]:
     """Typed lengths of one group ('10 30 60'): 2 to 32 whole numbers in [1, 100000]."""
-    from vlsim.scenario import parse_lengths_text
+    from vlsim.length_text import parse_lengths_text
 
     values = [v for group in parse_lengths_text(text) for v in group]
     if not 2 <= len(values) <= MAX_LESSON_ANSWERS:

@@ -1,6 +1,6 @@
 """The Length Lab: Monte Carlo of every aggregator on synthetic per-answer gradients.
 
-Generative model (DESIGN.md section 3), per answer i of a group:
+Generative model (docs/design.md), per answer i of a group:
   * length L_i from the chosen distribution, z_i its standardised log-length;
   * correct (r_i = 1) with probability sigmoid(logit p + kappa z_i);
   * A_i the group advantage of the rewards (mean-centred, optionally std-normalised);

@@ -14,6 +14,7 @@ docs/definitions.md.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -148,3 +149,40 @@ def aggregator_figures(
     v = answer_variance(L, rho, beta)
     free = AGGREGATORS[name].length_free_step
     return figures(x, v, max_len, token_var, grad_norm, scope, free)
+
+
+def grouped_variance_ratio(
+    lengths_by_prompt: Sequence[Sequence[float]],
+    group_size: int,
+    max_len: int,
+    beta: float,
+    name: str = "vl_norm",
+    base: str = "dr_grpo",
+    alpha: float = 1.0,
+    scope: str = "group",
+    draws: int = 2000,
+    seed: int = 0,
+) -> float:
+    """Closed-form token-noise variance of `name` over `base`, on observed lengths.
+
+    Each draw takes, from every prompt with at least G observed lengths, G of them without
+    replacement (a batch of B = those prompts), as the gradient probes resample groups; both
+    variances are per unit scale with Var(g_i) = V L_i^beta (`aggregator_figures` with
+    grad_norm = 0: the token-noise part alone), averaged over `draws` batches. NaN when no
+    prompt has G lengths.
+    """
+    G = int(group_size)
+    rng = np.random.default_rng(seed)
+    groups = []
+    for lengths in lengths_by_prompt:
+        L = np.asarray(lengths, dtype=np.float64)
+        if L.size < G:
+            continue
+        idx = rng.random((draws, L.size)).argsort(axis=-1)[:, :G]  # (S, G) without replacement
+        groups.append(L[idx])
+    if not groups:
+        return float("nan")
+    L = np.stack(groups, axis=1)  # (S, B, G)
+    num = aggregator_figures(name, L, max_len, alpha, scope, beta=beta, grad_norm=0.0)
+    den = aggregator_figures(base, L, max_len, alpha, scope, beta=beta, grad_norm=0.0)
+    return num.variance / den.variance

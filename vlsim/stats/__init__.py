@@ -5,8 +5,9 @@ with several seeds, and this package turns those runs into estimates with interv
 inference across runs lives here; `vlsim.analysis` shapes one run's metrics.
 
 - `intervals`: `Estimate` (value, low, high, n, level, method); `mean_ci` (Student t),
-  `difference` (paired t or Welch), `fieller_ratio` (ratio of means). Every interval is a
-  t interval: the percentile bootstrap covers a mean over 3 seeds only about 75% of the time.
+  `difference` (paired t or Welch), `fieller_ratio` (ratio of means), `geometric_mean_ci`
+  (t interval on logarithms, for ratios). Every interval is a t interval: the percentile
+  bootstrap covers a mean over 3 seeds only about 75% of the time.
 - `curves`: seeds as columns, the mean curve with a pointwise t band, final values.
 - `censored`: steps until a metric reaches a threshold, with runs that never get there
   censored, never dropped; restricted mean, Kaplan-Meier median and the speed-up
@@ -43,6 +44,7 @@ from vlsim.stats.intervals import (
     Estimate,
     difference,
     fieller_ratio,
+    geometric_mean_ci,
     mean_ci,
     no_interval,
     t_crit,
@@ -81,6 +83,7 @@ __all__ = [
     "difference",
     "fieller_ratio",
     "final_values",
+    "geometric_mean_ci",
     "inconclusive_meaning",
     "kaplan_meier",
     "km_median",

@@ -185,6 +185,32 @@ def mean_ci(
     return t_interval(samples, level)
 
 
+def geometric_mean_ci(
+    values: Sequence[float] | np.ndarray,
+    level: float = LEVEL,
+) -> Estimate:
+    """Geometric mean of positive values (e.g. per-seed variance ratios) with a t interval.
+
+    The Student-t interval of mean(log v), exponentiated: exact for log-normal values, and the
+    natural scale for ratios (a ratio r and 1/r are equally far from 1). NaN values are
+    ignored; a value <= 0 gives no interval (its logarithm does not exist).
+    """
+    x = _clean(values)
+    if x.size and np.any(x <= 0):
+        return no_interval(
+            math.nan, int(x.size), level, "no interval: a value is not positive (geometric mean)"
+        )
+    est = t_interval(np.log(x), level)
+    return Estimate(
+        math.exp(est.value) if x.size else math.nan,
+        math.exp(est.low) if est.has_interval else math.nan,
+        math.exp(est.high) if est.has_interval else math.nan,
+        est.n,
+        level,
+        f"{est.method} on logarithms" if est.has_interval else est.method,
+    )
+
+
 def difference(
     a: Mapping[int, float],
     b: Mapping[int, float],

@@ -1,4 +1,4 @@
-"""Scenarios as shareable URLs, and the small settings models of the app's pages.
+"""Pydantic configs as shareable URL parameters, and back.
 
 A scenario is a pydantic config flattened to short string parameters, e.g.
 ``?lengths.kind=lognormal&lengths.sigma=1.2&alpha=0.5``: nested models use dotted keys, lists
@@ -13,19 +13,16 @@ This module is engine-side: it never imports Streamlit.
 
 from __future__ import annotations
 
-import math
-import re
+import copy
 import types
 import typing
 from collections.abc import Iterable, Mapping
 from itertools import combinations
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 
-import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ValidationError
 
-from vlsim.aggregators import ALPHA_RANGE
-from vlsim.config import SWEEP_PARAMS, parent_of
+from vlsim.config import get_path, set_path
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -42,13 +39,14 @@ _NONE_WORDS = ("", "none", "null")
 
 
 def _to_text(value: Any) -> str:
-    """One value as URL text: floats round-trip exactly (repr), lists are comma-joined."""
+    """One value as URL text: floats round-trip exactly (repr, '4' for 4.0), lists are
+    comma-joined."""
     if value is None:
         return ""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float):
-        return repr(value)
+        return repr(value).removesuffix(".0")
     if isinstance(value, (list, tuple)):
         return ",".join(_to_text(v) for v in value)
     return str(value)
@@ -91,7 +89,7 @@ def to_query(cfg: BaseModel, defaults: BaseModel | None = None) -> dict[str, str
 # ----------------------------------------------------------------------------- reading
 
 
-def _unwrap(annotation: Any) -> Any:
+def unwrap(annotation: Any) -> Any:
     """Strip Annotated[...] wrappers."""
     while get_origin(annotation) is typing.Annotated:
         annotation = get_args(annotation)[0]
@@ -107,7 +105,7 @@ def _is_model(annotation: Any) -> bool:
 
 
 def _union_members(annotation: Any) -> list[Any]:
-    return [_unwrap(a) for a in get_args(annotation)] if _is_union(annotation) else [annotation]
+    return [unwrap(a) for a in get_args(annotation)] if _is_union(annotation) else [annotation]
 
 
 def _kind_of(model_cls: type[BaseModel]) -> str | None:
@@ -115,13 +113,13 @@ def _kind_of(model_cls: type[BaseModel]) -> str | None:
     field = model_cls.model_fields.get("kind")
     if field is None:
         return None
-    args = get_args(_unwrap(field.annotation))
-    return str(args[0]) if get_origin(_unwrap(field.annotation)) is Literal and args else None
+    args = get_args(unwrap(field.annotation))
+    return str(args[0]) if get_origin(unwrap(field.annotation)) is Literal and args else None
 
 
 def _model_for(annotation: Any, kind: str | None) -> type[BaseModel] | None:
     """The model class a (possibly union) annotation means for a given ``kind`` tag."""
-    models = [m for m in _union_members(_unwrap(annotation)) if _is_model(m)]
+    models = [m for m in _union_members(unwrap(annotation)) if _is_model(m)]
     if not models:
         return None
     if len(models) == 1:
@@ -132,9 +130,15 @@ def _model_for(annotation: Any, kind: str | None) -> type[BaseModel] | None:
     return None
 
 
+def models_by_kind(annotation: Any) -> dict[str, type[BaseModel]]:
+    """The models a field's annotation allows, by their ``kind`` tag ('' for an untagged one)."""
+    members = [m for m in _union_members(unwrap(annotation)) if _is_model(m)]
+    return {(_kind_of(m) or ""): m for m in members}
+
+
 def _kinds_of(annotation: Any) -> list[str]:
     """The ``kind`` tags of a (union of) tagged model(s)."""
-    members = [m for m in _union_members(_unwrap(annotation)) if _is_model(m)]
+    members = [m for m in _union_members(unwrap(annotation)) if _is_model(m)]
     return [k for k in (_kind_of(m) for m in members) if k is not None]
 
 
@@ -147,18 +151,18 @@ def _field_annotation(model_cls: type[BaseModel], path: tuple[str, ...], base: d
             return None
         annotation = cls.model_fields[part].annotation
         if depth < len(path) - 1:
-            kind = _get(base, (*path[: depth + 1], "kind"))
+            kind = get_path(base, (*path[: depth + 1], "kind"))
             cls = _model_for(annotation, kind if isinstance(kind, str) else None)
     return annotation
 
 
 def _leaf_kind(annotation: Any) -> str:
     """How to parse a leaf's text: 'list', 'optional' (empty text = None) or 'scalar'."""
-    ann = _unwrap(annotation)
+    ann = unwrap(annotation)
     members = _union_members(ann)
     optional = any(m is type(None) for m in members)
     non_none = [m for m in members if m is not type(None)]
-    if len(non_none) == 1 and get_origin(_unwrap(non_none[0])) in (list, tuple, set, frozenset):
+    if len(non_none) == 1 and get_origin(unwrap(non_none[0])) in (list, tuple, set, frozenset):
         return "list"
     return "optional" if optional else "scalar"
 
@@ -173,7 +177,7 @@ def _coerce(text: str, annotation: Any) -> Any:
     Anything else stays text, so pydantic's own validation reports what is wrong with it
     (some validators run before pydantic's conversions and accept no strings).
     """
-    members = [m for m in _union_members(_unwrap(annotation)) if m is not type(None)]
+    members = [m for m in _union_members(unwrap(annotation)) if m is not type(None)]
     stripped = text.strip()
     if bool in members:
         low = stripped.lower()
@@ -200,8 +204,8 @@ def _parse_leaf(text: str, annotation: Any) -> Any:
     how = _leaf_kind(annotation)
     if how == "list":
         stripped = text.strip()
-        members = [m for m in _union_members(_unwrap(annotation)) if m is not type(None)]
-        item_args = get_args(_unwrap(members[0]))
+        members = [m for m in _union_members(unwrap(annotation)) if m is not type(None)]
+        item_args = get_args(unwrap(members[0]))
         item_ann = item_args[0] if item_args else str
         return [] if not stripped else [_coerce(i.strip(), item_ann) for i in stripped.split(",")]
     if how == "optional" and text.strip().lower() in _NONE_WORDS:
@@ -248,10 +252,10 @@ def _resolve(
         last = depth == len(parts) - 1
         annotation = field.annotation
         here = parts[: depth + 1]
-        kind = kinds.get(here, _get(base, (*here, "kind")))
+        kind = kinds.get(here, get_path(base, (*here, "kind")))
         nested = _model_for(annotation, kind if isinstance(kind, str) else None)
         if last:
-            if nested is not None or any(_is_model(m) for m in _union_members(_unwrap(annotation))):
+            if nested is not None or any(_is_model(m) for m in _union_members(unwrap(annotation))):
                 return f"{key!r} is a group of settings; give one of its fields (e.g. {key}.kind)"
             return parts, annotation
         if nested is None:
@@ -260,42 +264,22 @@ def _resolve(
     return "not a setting name"  # pragma: no cover (loop always returns)
 
 
-def _set(data: dict, path: tuple[str, ...], value: Any) -> None:
-    parent_of(data, path)[path[-1]] = value
-
-
 def _build(defaults: dict, items: Iterable[_Resolved]) -> dict:
     """Defaults with the given parameters applied; a changed ``kind`` resets its model."""
-    data = _deep_copy(defaults)
+    data = copy.deepcopy(defaults)
     items = list(items)
     for item in items:  # kinds first: they decide which fields exist
         if item.is_kind:
             parent = item.path[:-1]
-            current = _get(data, parent)
+            current = get_path(data, parent)
             if not isinstance(current, dict) or current.get("kind") != item.text:
                 if parent:
-                    _set(data, parent, {"kind": item.text})
+                    set_path(data, parent, {"kind": item.text})
                 else:
                     data = {"kind": item.text}
     for item in items:
         if not item.is_kind:
-            _set(data, item.path, _parse_leaf(item.text, item.annotation))
-    return data
-
-
-def _get(data: dict, path: tuple[str, ...]) -> Any:
-    for part in path:
-        if not isinstance(data, dict):
-            return None
-        data = data.get(part)
-    return data
-
-
-def _deep_copy(data: Any) -> Any:
-    if isinstance(data, dict):
-        return {k: _deep_copy(v) for k, v in data.items()}
-    if isinstance(data, list):
-        return [_deep_copy(v) for v in data]
+            set_path(data, item.path, _parse_leaf(item.text, item.annotation))
     return data
 
 
@@ -403,7 +387,7 @@ def _from_query(
             if known and text not in known:
                 notices.append(
                     f"URL parameter {prefix}{key}={_short(text)!r} ignored: choose one of "
-                    f"{', '.join(known)}; using the default {_get(base, (*path, 'kind'))}."
+                    f"{', '.join(known)}; using the default {get_path(base, (*path, 'kind'))}."
                 )
                 del raw[key]
             else:
@@ -426,7 +410,7 @@ def _from_query(
             return err
 
     def reject(item: _Resolved, why: str) -> None:
-        default = _get(base, item.path)
+        default = get_path(base, item.path)
         shown = f"; using the default {_short(_to_text(default))}" if default is not None else ""
         notices.append(
             f"URL parameter {prefix}{item.key}={_short(item.text)!r} ignored: {why}{shown}."
@@ -476,156 +460,3 @@ def _from_query(
     if isinstance(result, ValidationError):  # pragma: no cover (accepted always validates)
         return defaults, [*notices, "The URL's settings conflict; using the defaults."]
     return result, notices
-
-
-# ----------------------------------------------------------------------------- page settings
-
-_NUMBER = re.compile(r"[,\s]+")
-
-
-def parse_lengths_text(text: str) -> list[list[float]]:
-    """Typed lengths -> groups of numbers: one group per line (or ';'), numbers split by spaces
-    or commas. Raises ValueError naming the first entry that is not a number.
-
-    The result is checked (whole numbers, 1 <= L <= M, equal group sizes) by the aggregators'
-    own validation, so its messages reach the user unchanged.
-    """
-    groups: list[list[float]] = []
-    for line_no, line in enumerate(re.split(r"[\n;]", str(text)), start=1):
-        tokens = [t for t in _NUMBER.split(line.strip()) if t]
-        if not tokens:
-            continue
-        group = []
-        for token in tokens:
-            try:
-                value = float(token)
-            except ValueError:
-                raise ValueError(
-                    f"{_short(token, 20)!r} in group {line_no} is not a number; type lengths as "
-                    "whole numbers separated by spaces or commas, one group per line"
-                ) from None
-            if not math.isfinite(value):
-                raise ValueError(f"{token!r} in group {line_no} is not a finite number")
-            group.append(value)
-        groups.append(group)
-    if not groups:
-        raise ValueError("no lengths given; type at least one group of numbers")
-    return groups
-
-
-def format_lengths_text(groups: Iterable[Iterable[float]], sep: str = "\n") -> str:
-    """Groups of lengths -> text that `parse_lengths_text` reads back."""
-    return sep.join(" ".join(f"{v:g}" for v in group) for group in groups)
-
-
-MAX_CALCULATOR_ANSWERS = 1000
-"""Most answers the single-batch calculator takes: it draws a bar per answer and a table cell
-per answer, which takes tens of seconds in the browser at 20,000."""
-
-
-def parse_calculator_lengths(text: str, max_len: int) -> np.ndarray:
-    """Typed lengths -> a validated (B, G) integer array for the calculator.
-
-    Raises ValueError with a readable message: not numbers, ragged groups, lengths outside
-    [1, M], or more than MAX_CALCULATOR_ANSWERS answers (counted before anything is drawn).
-    """
-    from vlsim.aggregators import check_lengths
-
-    groups = parse_lengths_text(text)
-    count = sum(len(g) for g in groups)
-    if count > MAX_CALCULATOR_ANSWERS:
-        raise ValueError(
-            f"{count:,} lengths typed; the calculator takes at most {MAX_CALCULATOR_ANSWERS:,} "
-            "answers (one bar each). For a large sample of lengths use the Length Lab's "
-            "empirical family, which resamples them."
-        )
-    return check_lengths(groups, max_len)
-
-
-class CalculatorConfig(BaseModel):
-    """The Aggregators page's single-batch calculator: typed lengths and the weighting knobs."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    lengths: str = Field(
-        "40 120 600 3000;80 150 200 1200",
-        max_length=MAX_VALUE_CHARS,
-        description="Answer lengths: one group per line (or ';'), numbers separated by spaces or commas.",
-    )
-    max_len: int = Field(4096, ge=1, le=1_000_000, description="M: the maximum answer length.")
-    alpha: float = Field(1.0, ge=ALPHA_RANGE[0], le=ALPHA_RANGE[1], description="VL Norm exponent.")
-    scope: Literal["group", "batch"] = Field("group", description="VL Norm per group or per batch.")
-    beta: float = Field(
-        1.0,
-        ge=0.0,
-        le=3.0,
-        description="Variance exponent: Var(g_i) = V L_i^beta (1 = independent tokens).",
-    )
-    seed: int = Field(
-        0, ge=0, le=2**31 - 1, description="Seed for generated framework-view lengths."
-    )
-
-
-class SweepSettings(BaseModel):
-    """The Length Lab's sweep: which parameter, over which range, with how many batches."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    param: Literal["length_scale", "alpha", "group_size", "rho", "length_slope", "max_len"] = Field(
-        "length_scale", description="The parameter to sweep."
-    )
-    start: float = Field(0.25, description="First value.")
-    stop: float = Field(4.0, description="Last value.")
-    points: int = Field(7, ge=2, le=25, description="Number of values.")
-    n_batches: int = Field(
-        4000, ge=100, le=100_000, description="Batches per point (fewer = faster)."
-    )
-
-    @model_validator(mode="after")
-    def _range(self) -> SweepSettings:
-        lo, hi = SWEEP_RANGES[self.param]
-        for name in ("start", "stop"):
-            value = getattr(self, name)
-            if not (math.isfinite(value) and lo <= value <= hi):
-                raise ValueError(
-                    f"{name} for {self.param} must lie in [{lo:g}, {hi:g}], got {value}"
-                )
-        if self.stop <= self.start:
-            raise ValueError(f"stop ({self.stop:g}) must be larger than start ({self.start:g})")
-        return self
-
-    def values(self) -> list[float]:
-        """The swept values: geometric for scale-like parameters, even steps otherwise."""
-        if self.param in LOG_SWEEPS:
-            vals = np.geomspace(self.start, self.stop, self.points)
-        else:
-            vals = np.linspace(self.start, self.stop, self.points)
-        if self.param in ("group_size", "max_len"):
-            return [float(v) for v in dict.fromkeys(int(round(v)) for v in vals)]
-        return [float(v) for v in vals]
-
-
-SWEEP_RANGES: dict[str, tuple[float, float]] = {
-    "length_scale": (0.01, 100.0),
-    "alpha": ALPHA_RANGE,
-    "group_size": (2, 1024),
-    "rho": (0.0, 0.99),
-    "length_slope": (-5.0, 5.0),
-    "max_len": (1, 1_000_000),
-}
-"""Allowed range of each sweepable parameter."""
-
-SWEEP_DEFAULTS: dict[str, tuple[float, float]] = {
-    "length_scale": (0.25, 4.0),
-    "alpha": (0.0, 2.0),
-    "group_size": (2, 64),
-    "rho": (0.0, 0.95),
-    "length_slope": (-2.0, 2.0),
-    "max_len": (1024, 16384),
-}
-"""A sensible default range for each sweepable parameter."""
-
-LOG_SWEEPS = frozenset({"length_scale", "group_size", "max_len"})
-"""Parameters swept (and drawn) on a log scale."""
-
-assert set(SWEEP_RANGES) == set(SWEEP_PARAMS) == set(SWEEP_DEFAULTS)

@@ -1,4 +1,4 @@
-"""Scenario URLs: configs -> short string parameters -> the same configs; bad input -> defaults."""
+"""The URL codec: configs -> short string parameters -> the same configs; bad input -> defaults."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
-from vlsim.aggregators import check_lengths
 from vlsim.config import LabConfig
 from vlsim.frameworks import TrainerSetup
+from vlsim.lab_sweep import SweepSettings
+from vlsim.length_text import CalculatorConfig
 from vlsim.lengths import (
     EmpiricalLengths,
     FixedLengths,
@@ -20,14 +21,7 @@ from vlsim.lengths import (
     ParetoLengths,
     UniformLengths,
 )
-from vlsim.scenario import (
-    CalculatorConfig,
-    SweepSettings,
-    format_lengths_text,
-    from_query,
-    parse_lengths_text,
-    to_query,
-)
+from vlsim.url_codec import from_query, to_query
 
 FAMILY_EXAMPLES = [
     FixedLengths(length=123),
@@ -82,7 +76,7 @@ def test_defaults_give_an_empty_query_and_dotted_keys_otherwise():
     # A new family is written whole: its defaults are not the old family's.
     assert params == {
         "lengths.kind": "pareto",
-        "lengths.minimum": "50.0",
+        "lengths.minimum": "50",
         "lengths.shape": "1.2",
     }
     full = to_query(LabConfig())
@@ -213,22 +207,6 @@ def test_bad_sweep_settings_fall_back(params):
     assert len(sweep.values()) >= 2
 
 
-def test_parse_lengths_text():
-    assert parse_lengths_text("1 2 3\n4, 5, 6\n\n") == [[1, 2, 3], [4, 5, 6]]
-    assert parse_lengths_text("1,2;3,4") == [[1, 2], [3, 4]]
-    text = format_lengths_text([[1, 2], [30, 4000]])
-    assert parse_lengths_text(text) == [[1, 2], [30, 4000]]
-    with pytest.raises(ValueError, match="not a number"):
-        parse_lengths_text("1 2 x")
-    with pytest.raises(ValueError, match="no lengths"):
-        parse_lengths_text("  \n ")
-    with pytest.raises(ValueError, match="finite"):
-        parse_lengths_text("1 inf")
-    # Ragged groups parse, and the engine's check names the problem.
-    with pytest.raises(ValueError, match="rectangular"):
-        check_lengths(parse_lengths_text("1 2 3\n4 5"), 10)
-
-
 # ------------------------------------------------ any URL: a valid config and specific notices
 
 KNOWN_KEYS = sorted(
@@ -289,6 +267,7 @@ def test_from_query_catch_all_names_the_error():
     assert FALLBACK in notices[0]
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.dictionaries(KEYS, VALUES, max_size=12))
 def test_from_query_names_every_bad_parameter_for_lab_config(params):
@@ -306,6 +285,7 @@ def test_from_query_names_every_bad_parameter_for_lab_config(params):
         max_size=8,
     )
 )
+@pytest.mark.slow
 def test_from_query_names_every_bad_parameter_for_trainer_setup(params):
     result = from_query(TrainerSetup, params, defaults=TRL_DEFAULT)
     check_result(TrainerSetup, result, params, defaults=TRL_DEFAULT)
