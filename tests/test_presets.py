@@ -205,3 +205,58 @@ def test_wide_warmstart_floor_follows_problem_size() -> None:
     floor2 = np.percentile(lengths[sizes == 2], 5)
     floor4 = np.percentile(lengths[sizes == 4], 5)
     assert floor4 / floor2 >= 2.5
+
+
+def test_curriculum_moves_the_training_mix_from_start_to_final_weights() -> None:
+    task = preset_config("growing").task
+    assert np.allclose(task.training_shares(0.0), [0.7, 0.3, 0.0])
+    assert np.allclose(task.training_shares(1.0), [0.0, 0.3, 0.7])
+    assert np.allclose(task.training_shares(0.5), [0.35, 0.3, 0.35])
+    assert np.allclose(task.shares(), [0.35, 0.3, 0.35])  # the splits hold the average mix
+    train, _ = make_splits(task)
+    rng = np.random.default_rng(0)
+    for progress, expected in ((0.0, {2: 11, 3: 5, 4: 0}), (1.0, {2: 0, 3: 5, 4: 11})):
+        drawn = task.draw_training_problems(train, 16, progress, rng)
+        assert len({p.key for p in drawn}) == 16  # distinct problems
+        counts = Counter(len(p.numbers) for p in drawn)
+        assert {k: counts[k] for k in (2, 3, 4)} == expected  # largest-remainder quotas
+
+
+def test_no_curriculum_draws_exactly_as_before() -> None:
+    task = preset_config("wide").task
+    train, _ = make_splits(task)
+    a = task.draw_training_problems(train, 16, 0.7, np.random.default_rng(5))
+    idx = np.random.default_rng(5).choice(len(train), size=16, replace=False)
+    assert a == [train[i] for i in idx]  # the same random stream gives the same problems
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"sizes": (2, 3), "final_size_weights": (1.0,)}, "one weight per size"),
+        ({"final_size_weights": (1.0,)}, "a curriculum needs sizes"),
+        ({"sizes": (2, 3), "final_size_weights": (0.0, 0.0)}, "not all 0"),
+    ],
+)
+def test_bad_curricula_are_refused_with_a_reason(fields: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        TaskConfig(**fields)
+
+
+def test_growing_curriculum_lengthens_the_warmstart_answers_it_draws() -> None:
+    # The warm-start traces of the first step's mix against the last step's: the task alone
+    # makes answers at least 1.5 times longer on average (training then measures the policy's).
+    cfg = preset_config("growing")
+    train, _ = make_splits(cfg.task)
+    means = []
+    for progress in (0.0, 1.0):
+        rng = np.random.default_rng(3)
+        drawn = [
+            p for _ in range(40) for p in cfg.task.draw_training_problems(train, 16, progress, rng)
+        ]
+        lengths = [
+            len(TOKENIZER.encode(make_completion(p, cfg.trace, rng, cfg.max_new_tokens)[0]))
+            for p in drawn
+        ]
+        means.append(np.mean(lengths))
+    assert means[1] / means[0] >= 1.5

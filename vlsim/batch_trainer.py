@@ -127,8 +127,12 @@ class BatchTrainer:
         problems, generators = [], []
         for k in range(K):
             if active[k]:
-                idx = self.rngs[k].choice(len(self.train_problems), size=B, replace=False)
-                problems.append([self.train_problems[i] for i in idx])
+                progress = self.step_index[k] / max(cfgs[k].steps - 1, 1)
+                problems.append(
+                    cfgs[k].task.draw_training_problems(
+                        self.train_problems, B, progress, self.rngs[k]
+                    )
+                )
                 generators.append(self.generators[k])
             else:  # a finished run rides along without touching its random streams
                 problems.append(self.train_problems[:B])

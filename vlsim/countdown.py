@@ -1,4 +1,4 @@
-"""CountDown: problems, exact solver, safe verifier, rewards and tokenizer (traces: vlsim.traces).
+"""CountDown: problems, safe verifier, rewards and tokenizer (solver: countdown_solver; traces: traces).
 
 A problem is a few numbers and a target; an answer is an arithmetic expression (+ - * / and
 parentheses) that uses each number exactly once and equals the target. The supervised warm start
@@ -23,16 +23,18 @@ import ast
 import math
 import operator
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
-from functools import cache
-from math import gcd
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from vlsim.countdown_solver import atom, combine, solve
+
+__all__ = ["solve", "verify"]  # solve stays importable from here
 
 # ---------------------------------------------------------------------------------------------
 # Task configuration and problems
@@ -72,6 +74,14 @@ class TaskConfig(BaseModel):
         (),
         description="Share of problems of each entry of sizes (normalised); empty: equal shares.",
     )
+    final_size_weights: tuple[float, ...] = Field(
+        (),
+        description=(
+            "A curriculum: the training prompts' mix of sizes moves linearly from size_weights "
+            "at the first RL step to these weights at the last (one weight per size); empty: "
+            "the mix stays. The train and test problems hold the average of the two mixes."
+        ),
+    )
     seed: int = Field(0, ge=0, description="Random seed; the same seed gives the same problems.")
 
     @model_validator(mode="before")
@@ -108,6 +118,16 @@ class TaskConfig(BaseModel):
                 self.size_weights
             ):
                 raise ValueError("size_weights must be finite, >= 0 and not all 0")
+        if self.final_size_weights:
+            if len(self.final_size_weights) != len(self.sizes):
+                raise ValueError(
+                    f"final_size_weights has {len(self.final_size_weights)} entries but sizes "
+                    f"has {len(self.sizes)}: give one weight per size (a curriculum needs sizes)"
+                )
+            if any(not (w >= 0 and math.isfinite(w)) for w in self.final_size_weights) or not sum(
+                self.final_size_weights
+            ):
+                raise ValueError("final_size_weights must be finite, >= 0 and not all 0")
         needed = self.n_train + self.n_test
         most = self.max_distinct_problems()
         if needed > most:
@@ -127,10 +147,50 @@ class TaskConfig(BaseModel):
         """The number counts problems may give: sizes, or (n_numbers,) for a single-size task."""
         return self.sizes or (self.n_numbers,)
 
-    def shares(self) -> np.ndarray:
-        """Share of problems of each entry of counts(), summing to 1."""
+    def _start_shares(self) -> np.ndarray:
         w = np.asarray(self.size_weights or [1.0] * len(self.counts()), dtype=float)
         return w / w.sum()
+
+    def _final_shares(self) -> np.ndarray:
+        if not self.final_size_weights:
+            return self._start_shares()
+        w = np.asarray(self.final_size_weights, dtype=float)
+        return w / w.sum()
+
+    def shares(self) -> np.ndarray:
+        """Share of the train and test problems of each entry of counts(), summing to 1."""
+        return (self._start_shares() + self._final_shares()) / 2
+
+    def training_shares(self, progress: float) -> np.ndarray:
+        """The mix of sizes drawn for training at this fraction of the run (0 = first step)."""
+        t = min(max(progress, 0.0), 1.0)
+        return (1 - t) * self._start_shares() + t * self._final_shares()
+
+    def draw_training_problems(
+        self, problems: Sequence[Problem], count: int, progress: float, rng: np.random.Generator
+    ) -> list[Problem]:
+        """`count` distinct training problems; a curriculum fixes how many of each size (quota).
+
+        Without a curriculum this is a uniform draw without replacement, as it always was (the
+        same random stream gives the same problems). With one, the sizes' counts follow
+        training_shares(progress) by largest remainder, and each size's problems are a uniform
+        draw from that size's training problems.
+        """
+        if not self.final_size_weights:
+            idx = rng.choice(len(problems), size=count, replace=False)
+            return [problems[i] for i in idx]
+        chosen: list[Problem] = []
+        for size, n in zip(
+            self.counts(), _quota(count, self.training_shares(progress)), strict=True
+        ):
+            pool = [p for p in problems if len(p.numbers) == size]
+            if n > len(pool):
+                raise ValueError(
+                    f"the curriculum asks for {n} problems of {size} numbers in one step but "
+                    f"the training split has {len(pool)}: raise n_train"
+                )
+            chosen.extend(pool[i] for i in rng.choice(len(pool), size=int(n), replace=False))
+        return chosen
 
 
 @dataclass(frozen=True)
@@ -163,7 +223,7 @@ def _random_problem(
     """Numbers combined in a random tree; (problem, its expression) if the value is a valid target."""
     size = cfg.n_numbers if n_numbers is None else n_numbers
     numbers = tuple(int(x) for x in rng.integers(cfg.low, cfg.high + 1, size=size))
-    items = [(Fraction(x), _atom(str(x))) for x in numbers]
+    items = [(Fraction(x), atom(str(x))) for x in numbers]
     while len(items) > 1:
         i, j = (int(k) for k in rng.choice(len(items), size=2, replace=False))
         op = "+-*/"[int(rng.integers(4))]
@@ -171,7 +231,7 @@ def _random_problem(
         if value is None:
             return None
         rest = [item for k, item in enumerate(items) if k not in (i, j)]
-        items = [*rest, (value, _combine(items[i][1], op, items[j][1]))]
+        items = [*rest, (value, combine(items[i][1], op, items[j][1]))]
     value, expression = items[0]
     if value.denominator != 1 or not 1 <= value <= cfg.max_target:
         return None
@@ -225,156 +285,6 @@ def _size_plan(cfg: TaskConfig, rng: np.random.Generator) -> list[int]:
         part = np.repeat(np.asarray(cfg.counts()), _quota(n, cfg.shares()))
         plan.extend(int(k) for k in rng.permutation(part))
     return plan
-
-
-# ---------------------------------------------------------------------------------------------
-# Expressions: canonical form and the exact solver
-# ---------------------------------------------------------------------------------------------
-
-_PRECEDENCE = {"+": 1, "-": 1, "*": 2, "/": 2}
-
-
-class _Expr(NamedTuple):
-    """An expression in canonical form: a number, or a flattened chain of + - or of * /."""
-
-    text: str
-    level: int  # 1: sum/difference, 2: product/quotient, 3: a number
-    plus: tuple[str, ...]  # terms added (level 1) or factors multiplied (level 2), sorted
-    minus: tuple[str, ...]  # terms subtracted (level 1) or divisors (level 2), sorted
-
-
-def _atom(text: str) -> _Expr:
-    """A number as an expression."""
-    return _Expr(text, 3, (text,), ())
-
-
-def _combine(a: _Expr, op: str, b: _Expr) -> _Expr:
-    """a op b in canonical form: chains flattened, their parts sorted, parentheses only as needed.
-
-    So 3+(4-2), 4+3-2 and 4-(2-3) all read "3+4-2", and 6/(3/4) reads "4*6/3".
-    """
-    level = _PRECEDENCE[op]
-
-    def parts(x: _Expr) -> tuple[tuple[str, ...], tuple[str, ...]]:
-        if x.level == level:
-            return x.plus, x.minus
-        return ((f"({x.text})" if x.level < level else x.text),), ()
-
-    (a_plus, a_minus), (b_plus, b_minus) = parts(a), parts(b)
-    if op in "+*":
-        plus, minus = a_plus + b_plus, a_minus + b_minus
-    else:
-        plus, minus = a_plus + b_minus, a_minus + b_plus
-    plus, minus = tuple(sorted(plus)), tuple(sorted(minus))
-    join, inverse = ("+", "-") if level == 1 else ("*", "/")
-    text = join.join(plus) + "".join(inverse + part for part in minus)
-    return _Expr(text, level, plus, minus)
-
-
-_Q = tuple[int, int]
-"""A rational (numerator, denominator > 0) in lowest terms; much faster than Fraction here."""
-
-
-def _q(num: int, den: int) -> _Q:
-    """num / den in lowest terms with a positive denominator (den != 0)."""
-    if den < 0:
-        num, den = -num, -den
-    g = gcd(num, den)
-    return num // g, den // g
-
-
-def _all_results(a: _Q, b: _Q) -> list[_Q]:
-    """a+b, a-b, b-a, a*b, and a/b and b/a where defined."""
-    (p, q), (r, s) = a, b
-    out = [
-        _q(p * s + r * q, q * s),
-        _q(p * s - r * q, q * s),
-        _q(r * q - p * s, q * s),
-        _q(p * r, q * s),
-    ]
-    if r:
-        out.append(_q(p * s, q * r))
-    if p:
-        out.append(_q(r * q, s * p))
-    return out
-
-
-def _partners(a: _Q, goal: _Q, others: frozenset) -> Iterator[tuple[str, _Q, bool]]:
-    """(op, b, a_first) for every b in others with a op b == goal (a_first) or b op a == goal."""
-    (p, q), (g, h) = a, goal
-    candidates = [
-        ("+", _q(g * q - p * h, h * q), True),  # a + b = goal
-        ("-", _q(p * h - g * q, q * h), True),  # a - b = goal
-        ("-", _q(g * q + p * h, h * q), False),  # b - a = goal
-    ]
-    if p:
-        candidates += [("*", _q(g * q, h * p), True), ("/", _q(g * p, h * q), False)]
-        if g:
-            candidates.append(("/", _q(p * h, q * g), True))  # a / b = goal
-    elif not g:  # 0 * b == 0 and 0 / b == 0 for every (non-zero) b
-        candidates += [("*", b, True) for b in others]
-        candidates += [("/", b, True) for b in others if b[0]]
-    for op, b, a_first in candidates:
-        if b in others:
-            yield op, b, a_first
-
-
-def _splits(mask: int) -> Iterator[tuple[int, int]]:
-    """Each way to cut a set of indices (a bit mask) into two non-empty parts, once."""
-    lowest = mask & -mask
-    sub = (mask - 1) & mask
-    while sub:
-        if sub & lowest:
-            yield sub, mask ^ sub
-        sub = (sub - 1) & mask
-
-
-def solve(numbers: Sequence[int], target: int, limit: int | None = None) -> list[str]:
-    """Every distinct expression using each number once that equals target, shortest first.
-
-    Exact rational arithmetic, so intermediate results may be negative or fractional.
-    Expressions are in a canonical form: the terms of a chain of + and - (and the factors of a
-    chain of * and /) are flattened and sorted, so expressions that differ only by reordering
-    them count as one ("3+4-2" stands for 4+3-2 and 3-(2-4)); parentheses appear only around a
-    sum inside a product. `limit` keeps the first results of that order.
-    """
-    nums = [operator.index(x) for x in numbers]
-    if not nums or (limit is not None and limit < 1):
-        return []
-    goal = (operator.index(target), 1)
-
-    @cache
-    def values(mask: int) -> frozenset:
-        if mask & (mask - 1) == 0:
-            return frozenset({(nums[mask.bit_length() - 1], 1)})
-        out: set[_Q] = set()
-        for a_mask, b_mask in _splits(mask):
-            others = values(b_mask)
-            for a in values(a_mask):
-                for b in others:
-                    out.update(_all_results(a, b))
-        return frozenset(out)
-
-    @cache
-    def expressions(mask: int, value: _Q) -> tuple[_Expr, ...]:
-        if mask & (mask - 1) == 0:
-            num = nums[mask.bit_length() - 1]
-            return (_atom(str(num)),) if (num, 1) == value else ()
-        found: dict[str, _Expr] = {}
-        for a_mask, b_mask in _splits(mask):
-            if len(values(a_mask)) > len(values(b_mask)):
-                a_mask, b_mask = b_mask, a_mask
-            for a in sorted(values(a_mask)):
-                for op, b, a_first in _partners(a, value, values(b_mask)):
-                    for ea in expressions(a_mask, a):
-                        for eb in expressions(b_mask, b):
-                            expr = _combine(ea, op, eb) if a_first else _combine(eb, op, ea)
-                            found.setdefault(expr.text, expr)
-        return tuple(found[text] for text in sorted(found))
-
-    full = (1 << len(nums)) - 1
-    texts = sorted((e.text for e in expressions(full, goal)), key=lambda s: (len(s), s))
-    return texts if limit is None else texts[:limit]
 
 
 # ---------------------------------------------------------------------------------------------

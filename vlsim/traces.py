@@ -27,16 +27,13 @@ from vlsim.countdown import (
     Problem,
     TaskConfig,
     _apply,
-    _atom,
-    _combine,
     _evaluate,
-    _Expr,
     _format_value,
     _parse,
     encode_prompts,
-    solve,
     verify,
 )
+from vlsim.countdown_solver import Expr, atom, combine, solve
 from vlsim.lengths import LengthSpec, LogNormalLengths, parse_length_spec
 
 
@@ -109,7 +106,7 @@ def _search_paths(
     Like a person playing CountDown, steps keep intermediate results non-negative integers.
     """
 
-    def walk(items: list[tuple[Fraction, _Expr]]) -> Iterator[tuple[list[str], Fraction, str]]:
+    def walk(items: list[tuple[Fraction, Expr]]) -> Iterator[tuple[list[str], Fraction, str]]:
         if len(items) == 1:
             yield [], items[0][0], items[0][1].text
             return
@@ -128,12 +125,12 @@ def _search_paths(
             if value is None or value < 0 or value.denominator != 1:
                 continue
             rest = [item for t, item in enumerate(items) if t not in (i, j)]
-            rest.append((value, _combine(expr_a, op, expr_b)))
+            rest.append((value, combine(expr_a, op, expr_b)))
             step = f"{_format_value(a)}{op}{_format_value(b)}={_format_value(value)}"
             for steps, final, expression in walk(rest):
                 yield [step, *steps], final, expression
 
-    yield from walk([(Fraction(x), _atom(str(x))) for x in numbers])
+    yield from walk([(Fraction(x), atom(str(x))) for x in numbers])
 
 
 def _dead_ends(problem: Problem, rng: np.random.Generator, need: int) -> str:
