@@ -10,6 +10,7 @@ from test_app_training import ARENA, ROOT, RUNS, app, by_key, no_exceptions, pop
 
 from vlsim.config import preset_config
 from vlsim.jobs import JobManager
+from vlsim.run_archive import read_archive, reference_archive
 from vlsim.store import Store
 
 
@@ -93,3 +94,35 @@ def test_arena_live_charts_export_in_the_picked_format(data_dir) -> None:
     at.radio(key="arena.export_format").set_value("svg").run()
     no_exceptions(at)
     assert {o["format"] for o in options()} == {"svg"}
+
+
+# ----------------------------------------------------------------------------- reference runs
+
+HOME = str(ROOT / "app.py")  # Home is the app's default page (its page links need the app)
+
+
+@pytest.mark.parametrize("page", [RUNS, HOME], ids=["runs", "home"])
+def test_an_empty_store_loads_the_reference_runs_with_one_button(data_dir, page) -> None:
+    shipped = read_archive(reference_archive())  # whatever runs the shipped file holds
+    at = app(page)
+    assert at.title[0].value == ("Runs" if page == RUNS else "vlsim: loss aggregation in RLVR")
+    no_exceptions(at)
+    key = "runs.load_reference" if page == RUNS else "home.load_reference"
+    button = by_key(at.button, key)
+    assert button.label == "Load the reference runs"
+    assert any("docs/reference_runs/" in m.value for m in at.markdown)
+    button.click().run()
+    no_exceptions(at)
+    n = len(shipped.runs)
+    assert [s.value for s in at.success] == [f"Loaded {n} reference run{'' if n == 1 else 's'}."]
+    assert not [b for b in at.button if b.key == key]  # the store is not empty any more
+    runs = Store(data_dir).list_runs()
+    assert sorted(r.name for r in runs) == sorted(b.run.name for b in shipped.runs)
+    if page == RUNS:  # the table lists them and the overlay draws them
+        assert sorted(at.dataframe[0].value["name"]) == sorted(r.name for r in runs)
+        assert by_key(at.multiselect, "runs.runs").value
+    else:
+        links = {link.proto.label: link.proto.page for link in at.get("page_link")}
+        assert links["See them on the Runs page"] == "runs"
+    at.run()  # the message shows once
+    assert not at.success

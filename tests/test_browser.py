@@ -158,7 +158,8 @@ def poll(fn, timeout: float, interval: float = 1.0, what: str = "condition"):
 def test_navigation_lists_every_page():
     """app.py registers (at least) these pages; every registered page is visited below."""
     titles = [p.nav_title for p in PAGES]
-    expected = ["Home", "Aggregators", "Length Lab", "Training Arena", "Runs", "Probes"]
+    expected = ["Home", "Aggregators", "Length Lab", "Training Arena", "Runs", "Probes",
+                "Hypotheses", "Paper check"]  # fmt: skip
     assert [t for t in titles if t in expected] == expected, titles
     assert ARENA.url_path == "arena"
     # A new server's first request is looked up among the file names of pages/ (see

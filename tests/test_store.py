@@ -227,6 +227,7 @@ with Store(data_dir) as s:
 """
 
 
+@pytest.mark.slow
 def test_processes_write_concurrently(tmp_path):
     """Two OS processes commit rows into the same run and their own at once; none is lost."""
     with Store(tmp_path) as s:
@@ -291,6 +292,7 @@ for step in range(10_000):
 """
 
 
+@pytest.mark.slow
 def test_committed_steps_survive_sigkill(tmp_path):
     with Store(tmp_path) as s:
         run_id = s.create_run("crash", "train", {})

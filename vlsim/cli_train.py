@@ -1,4 +1,4 @@
-"""CLI commands for real training: `train` and `runs list|show|export|delete|resume`."""
+"""CLI commands for real training: `train` and `runs list|show|export|import|delete|resume`."""
 
 from __future__ import annotations
 
@@ -205,9 +205,72 @@ def cmd_train(args: argparse.Namespace) -> int:
     return _run(store, ids, job_id, args.quiet)
 
 
+def _run_ids(args: argparse.Namespace) -> list[int]:
+    """The run ids given on the command line (CliError for anything else)."""
+    bad = [t for t in args.targets if not t.isdigit()]
+    if bad:
+        raise CliError(f"runs {args.action} takes run ids (whole numbers), not {bad[0]!r}")
+    return [int(t) for t in args.targets]
+
+
+def _wants_archive(args: argparse.Namespace, ids: list[int]) -> bool:
+    """export writes an archive for --all, several ids, --format archive or a .gz file."""
+    return (
+        args.all or len(ids) > 1 or args.format == "archive" or (args.output or "").endswith(".gz")
+    )
+
+
+def _export_archive(args: argparse.Namespace, store, ids: list[int]) -> int:
+    """Write the runs (every run with --all) and their sweeps to one archive file."""
+    from vlsim.run_archive import export_runs
+
+    if args.format == "csv":
+        raise CliError(
+            "a CSV export holds one run; write several runs as an archive (-o F.json.gz)"
+        )
+    if not args.output:
+        raise CliError("an archive of runs needs a file: add -o FILE.json.gz")
+    if args.all and ids:
+        raise CliError("give run ids or --all, not both")
+    if not args.all and not ids:
+        raise CliError("runs export needs run ids or --all (see: python -m vlsim runs list)")
+    if args.all and not store.list_runs():
+        raise CliError(f"there are no runs in {store.data_dir} to export")
+    try:
+        result = export_runs(store, None if args.all else ids, args.output)
+    except KeyError as err:
+        raise CliError(f"{err.args[0]} ({store.data_dir}); see: python -m vlsim runs list") from err
+    sweeps = f" and {len(result.sweeps)} sweep(s)" if result.sweeps else ""
+    print(f"wrote {result.runs} run(s){sweeps} to {result.path}", file=sys.stderr)
+    return 0
+
+
+def _import_archive(args: argparse.Namespace, store) -> int:
+    """Add the runs of an archive file to the store (all or none); duplicates are skipped."""
+    from vlsim.run_archive import ArchiveError, import_runs
+
+    if len(args.targets) != 1:
+        raise CliError("runs import takes one file: python -m vlsim runs import FILE.json.gz")
+    try:
+        result = import_runs(store, args.targets[0])
+    except ArchiveError as err:
+        raise CliError(f"{err}\nnothing was imported") from err
+    print(result.summary())
+    if result.run_ids and not args.quiet:
+        print(f"new run ids: {', '.join(map(str, result.run_ids))}", file=sys.stderr)
+    return 0
+
+
 def cmd_runs(args: argparse.Namespace) -> int:
-    """List, show, export, delete or resume stored runs."""
+    """List, show, export, import, delete or resume stored runs."""
     store = _store(args)
+    if args.action == "import":
+        return _import_archive(args, store)
+    ids = _run_ids(args)
+    if args.action == "export" and _wants_archive(args, ids):
+        return _export_archive(args, store, ids)
+    if args.all:
+        raise CliError(f"--all is for export only, not runs {args.action}")
     if args.action == "list":
         runs = checked_runs(store, kind=args.kind, status=args.status)  # dead runs: 'stopped'
         rows = []
@@ -240,12 +303,15 @@ def cmd_runs(args: argparse.Namespace) -> int:
         else:
             print(f"no runs in {store.data_dir}")
         return 0
-    if args.run_id is None:
-        raise CliError(f"runs {args.action} needs a run id (see: python -m vlsim runs list)")
+    if len(ids) != 1:
+        got = "none" if not ids else f"{len(ids)}"
+        raise CliError(
+            f"runs {args.action} needs one run id, got {got} (see: python -m vlsim runs list)"
+        )
     try:
-        info = checked_run(store, args.run_id)
+        info = checked_run(store, ids[0])
     except KeyError as err:
-        raise CliError(f"no run with id {args.run_id} in {store.data_dir}") from err
+        raise CliError(f"no run with id {ids[0]} in {store.data_dir}") from err
     if args.action == "show":
         if args.json:
             print(info.model_dump_json(indent=2))
@@ -256,7 +322,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
             _print_summary(store, info.id)
         return 0
     if args.action == "export":
-        text = store.export(info.id, args.format)
+        text = store.export(info.id, args.format or "json")
         if args.output:
             Path(args.output).write_text(text)
             print(f"wrote {args.output}", file=sys.stderr)
@@ -315,14 +381,31 @@ def register(sub: argparse._SubParsersAction) -> None:
         )
     train.set_defaults(handler=cmd_train, _fields=fields, _lists=sorted(lists))
 
-    runs = sub.add_parser("runs", help="list, show, export, delete or resume stored runs")
-    runs.add_argument("action", choices=["list", "show", "export", "delete", "resume"])
-    runs.add_argument("run_id", nargs="?", type=int, help="run id (not for list)")
+    runs = sub.add_parser(
+        "runs",
+        help="list, show, export, import, delete or resume stored runs",
+        description="`runs export ID` prints one run as JSON (or CSV); `runs export ID ID ... "
+        "-o F.json.gz` or `runs export --all -o F.json.gz` writes a run archive (every record, "
+        "and the runs' sweeps) that `runs import F.json.gz` adds to another store, skipping runs "
+        "it already holds. The format: docs/reference_runs/README.md.",
+    )
+    runs.add_argument("action", choices=["list", "show", "export", "import", "delete", "resume"])
+    runs.add_argument(
+        "targets", nargs="*", metavar="ID|FILE",
+        help="run id (show, delete, resume); run ids (export); archive file (import)",
+    )  # fmt: skip
     runs.add_argument("--data-dir", help=data_dir_help)
     runs.add_argument("--kind", help="list: only runs of this kind (train, sweep, ...)")
     runs.add_argument("--status", help="list: only runs with this status")
-    runs.add_argument("--format", choices=["csv", "json"], default="json", help="export format")
+    runs.add_argument("--all", action="store_true", help="export: every run, as an archive")
+    runs.add_argument(
+        "--format", choices=["csv", "json", "archive"],
+        help="export: csv or json (one run; json is the default) or archive (several runs; the "
+        "default for --all, several ids or a .gz file)",
+    )  # fmt: skip
     runs.add_argument("--output", "-o", help="export: write to this file instead of stdout")
     runs.add_argument("--json", action="store_true", help="list/show: print JSON")
-    runs.add_argument("--quiet", action="store_true", help="resume: no progress bar")
+    runs.add_argument(
+        "--quiet", action="store_true", help="resume: no progress bar; import: no ids"
+    )
     runs.set_defaults(handler=cmd_runs)

@@ -59,6 +59,11 @@ def dumps(obj: Any) -> str:
     return json.dumps(_jsonable(obj), allow_nan=False, separators=(",", ":"))
 
 
+def canonical(obj: Any) -> str:
+    """One text per value (keys sorted, same encoding as dumps): what a fingerprint hashes."""
+    return json.dumps(_jsonable(obj), allow_nan=False, sort_keys=True, separators=(",", ":"))
+
+
 def loads(text: str) -> Any:
     """Decode JSON written by dumps, turning 'NaN'/'Infinity'/'-Infinity' back into floats."""
     return _decode(json.loads(text))

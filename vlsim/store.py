@@ -24,6 +24,9 @@ import pandas as pd
 from pydantic import BaseModel, Field
 
 from vlsim.record_json import dumps, loads
+from vlsim.run_bundle import ImportResult, RunBundle, fingerprint
+from vlsim.store_import import insert_bundle
+from vlsim.store_sweeps import SweepRows
 
 STATUSES = ("new", "queued", "running", "finished", "failed", "stopped")
 """'new': recorded, not yet queued (a job's runs join the queue together)."""
@@ -113,7 +116,7 @@ class RunInfo(BaseModel):
     )
 
 
-class Store:
+class Store(SweepRows):
     """Runs and their records in data_dir/vlsim.db; safe across threads and processes."""
 
     def __init__(self, data_dir: str | Path | None = None):
@@ -434,44 +437,6 @@ class Store:
         path.mkdir(parents=True, exist_ok=True)
         return path
 
-    # -- sweeps --------------------------------------------------------------------------
-
-    def save_sweep(self, name: str, spec_json: str) -> None:
-        """Record (or update) a sweep's spec (JSON text); a new sweep starts with status 'new'."""
-        now = time.time()
-        with self._transaction() as conn:
-            conn.execute(
-                "INSERT INTO sweeps (name, spec, created, updated, status) VALUES (?, ?, ?, ?, 'new')"
-                " ON CONFLICT(name) DO UPDATE SET spec = excluded.spec, updated = excluded.updated",
-                (name, spec_json, now, now),
-            )
-
-    def set_sweep_state(
-        self,
-        name: str,
-        status: str,
-        pid: int | None = None,
-        executor: str | None = None,
-        message: str | None = None,
-    ) -> None:
-        """Record what a sweep's driver is doing (pid and executor are kept when not given)."""
-        with self._transaction() as conn:
-            conn.execute(
-                "UPDATE sweeps SET status = ?, pid = COALESCE(?, pid),"
-                " executor = COALESCE(?, executor), message = ?, updated = ? WHERE name = ?",
-                (status, pid, executor, message, time.time(), name),
-            )
-
-    def get_sweep(self, name: str) -> dict | None:
-        """The stored sweep row of this name as a dict (spec as JSON text), or None."""
-        row = self._conn().execute("SELECT * FROM sweeps WHERE name = ?", (name,)).fetchone()
-        return dict(row) if row is not None else None
-
-    def list_sweeps(self) -> list[dict]:
-        """Every stored sweep row, most recently updated first."""
-        rows = self._conn().execute("SELECT * FROM sweeps ORDER BY updated DESC").fetchall()
-        return [dict(row) for row in rows]
-
     # -- records -------------------------------------------------------------------------
 
     def log_metrics(self, run_id: int, step: int, record: dict) -> None:
@@ -566,6 +531,39 @@ class Store:
             .fetchone()
         )
         return row[0]
+
+    def import_runs(
+        self, bundles: Sequence[RunBundle], sweeps: Sequence[dict[str, Any]] = ()
+    ) -> ImportResult:
+        """Add runs with all their records (and sweep rows) in ONE transaction: all or none.
+
+        A run whose fingerprint the store already holds, or that came earlier in `bundles`, is
+        skipped and counted. Runs get new ids (no job, no process); a sweep whose name is taken
+        keeps its stored row. Any error rolls everything back.
+        """
+        result, seen = ImportResult(), set()
+        with self._transaction() as conn:
+            for bundle in bundles:
+                if bundle.fingerprint in seen or self._holds(conn, bundle):
+                    result.skipped_duplicates += 1
+                    continue
+                seen.add(bundle.fingerprint)
+                result.run_ids.append(insert_bundle(conn, bundle))
+            result.sweeps = self._import_sweeps(conn, sweeps)
+        result.imported = len(result.run_ids)
+        return result
+
+    def _holds(self, conn: sqlite3.Connection, bundle: RunBundle) -> bool:
+        """True if a stored run has the bundle's fingerprint (only same name and time can)."""
+        rows = conn.execute(
+            "SELECT id, kind, config_json FROM runs WHERE name = ? AND created = ?",
+            (bundle.run.name, bundle.run.created),
+        ).fetchall()
+        for row in rows:
+            run = bundle.run.model_copy(update={"kind": row[1], "config": loads(row[2])})
+            if fingerprint(run, self.metrics_since(row[0], -(2**62))) == bundle.fingerprint:
+                return True
+        return False
 
     def export(self, run_id: int, fmt: Literal["csv", "json"] = "json") -> str:
         """A run as text: 'json' gives run info, metrics and probes; 'csv' the metrics table."""
