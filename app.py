@@ -36,6 +36,7 @@ PAGES = [
     st.Page("pages/probes.py", title="Probes", icon=":material/troubleshoot:"),
     st.Page("pages/step_inspector.py", title="Step Inspector", icon=":material/grid_on:"),
     st.Page("pages/hypotheses.py", title="Hypotheses", icon=":material/lab_research:"),
+    st.Page("pages/paper_check.py", title="Paper check", icon=":material/fact_check:"),
     st.Page(
         "pages/definitions.py",
         title="Definitions",

@@ -1,4 +1,4 @@
-"""`python -m vlsim ...`: the Length Lab, training and stored runs, headless.
+"""`python -m vlsim ...`: the Length Lab, training, stored runs, sweeps and the paper check, headless.
 
 Options are generated from the pydantic configs, so `--help` always lists every field with
 the description it is declared with, and a config file (JSON or YAML) can set any of them.
@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from vlsim import cli_sweep, cli_train
+from vlsim import cli_reproduce, cli_sweep, cli_train
 from vlsim.cli_common import CliError, add_model_options, build_config, format_table, parse_lengths
 from vlsim.config import SWEEP_PARAMS, LabConfig
 
@@ -157,6 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     cli_train.register(sub)
     cli_sweep.register(sub)
+    cli_reproduce.register(sub)
     return parser
 
 
