@@ -26,6 +26,7 @@ from vlsim.sweeps import (
     SweepError,
     SweepOutcome,
     build_report,
+    condition_display,
     conditions,
     config_key,
     expand,
@@ -148,6 +149,33 @@ def test_example_specs_load_and_expand() -> None:
     assert {p.condition for p in plan} == {"dapo", "vl_norm · alpha=1"}
     lab = load_spec(ROOT / "examples" / "sweep_lab_alpha.yaml")
     assert lab.kind == "lab" and len(expand(lab)) == 16
+    recipes = load_spec(ROOT / "examples" / "sweep_dapo_recipe.yaml")
+    assert len(expand(recipes)) == 16
+
+
+def test_a_condition_naming_a_recipe_gets_its_fields_over_the_presets() -> None:
+    """recipe=dapo on the quick preset (aggregator grpo) trains DAPO as published."""
+    spec = parse_spec(
+        {"name": "r", "preset": "quick", "base": TINY_BASE, "seeds": [0],
+         "grid": {"recipe": ["dapo", "dapo_vl_norm"]}, "analysis": {"baseline": "dapo"}}
+    )  # fmt: skip
+    plan = {p.condition: p.config for p in expand(spec)}
+    assert set(plan) == {"dapo", "dapo_vl_norm"}
+    dapo, vl = plan["dapo"], plan["dapo_vl_norm"]
+    assert (dapo["aggregator"], vl["aggregator"]) == ("dapo", "vl_norm")
+    assert dapo["dynamic_sampling"] and vl["dynamic_sampling"]
+    assert (dapo["clip_low"], dapo["clip_high"]) == (0.2, 0.28)
+    assert dapo["kl_coef"] == 0.0 and dapo["lr"] == 5e-4  # the preset's other fields stay
+    assert condition_display("dapo_vl_norm · lr=0.001") == "DAPO + VL Norm · lr=0.001"
+
+
+def test_a_recipe_contradicted_by_the_spec_is_refused_naming_the_field() -> None:
+    spec = parse_spec(
+        {"name": "r", "preset": "quick", "base": {**TINY_BASE, "aggregator": "grpo"},
+         "seeds": [0], "variants": [{"recipe": "dapo"}]}
+    )  # fmt: skip
+    with pytest.raises(SweepError, match="aggregator='grpo'"):
+        expand(spec)
 
 
 def test_spec_name_defaults_to_the_file_name(tmp_path) -> None:
@@ -392,6 +420,8 @@ def test_runs_are_packed_by_warm_start_into_one_batch_per_worker() -> None:
     other = {**configs, 4: {**plan[0].config, "model_size": "small"}}
     assert [4] in pack("train", other, workers=1)  # another model shape: its own batch
     assert pack("lab", {1: {}, 2: {}, 3: {}}, workers=2) == [[1, 2], [3]]
+    assert pack("train", configs, workers=1, max_batch=1) == [[0], [1], [2], [3]]  # a job each
+    assert pack("train", configs, workers=1, max_batch=3) == [[0, 1, 2], [3]]
 
 
 def test_slope_sentences_one_per_condition():

@@ -71,9 +71,17 @@ def batch_size(n_runs: int, workers: int) -> int:
     return max(1, min(MAX_BATCH, math.ceil(n_runs / max(1, workers))))
 
 
-def pack(kind: str, configs: Mapping[int, Mapping[str, Any]], workers: int) -> list[list[int]]:
-    """Batches of run ids (see the module docstring), in plan order where the rule allows."""
+def pack(
+    kind: str, configs: Mapping[int, Mapping[str, Any]], workers: int, max_batch: int | None = None
+) -> list[list[int]]:
+    """Batches of run ids (see the module docstring), in plan order where the rule allows.
+
+    max_batch caps the runs per batch further (1: a job per run, so long runs of one shape
+    spread over the workers instead of queuing in one job).
+    """
     size = batch_size(len(configs), workers)
+    if max_batch:
+        size = max(1, min(size, int(max_batch)))
     if kind == "lab":
         ids = list(configs)
         return [ids[k : k + size] for k in range(0, len(ids), size)]
@@ -212,7 +220,7 @@ def _todo(
 
 def _submit(
     store: Store, spec: SweepSpec, todo: list[tuple[PlannedRun, RunInfo | None]], workers: int,
-    queue: bool = True,
+    queue: bool = True, max_batch: int | None = None,
 ) -> list[_Batch]:  # fmt: skip
     """Record the runs to do, packed into jobs; queue=True queues each job in one transaction."""
     planned: dict[int, PlannedRun] = {}
@@ -230,7 +238,7 @@ def _submit(
         planned[run_id] = p
         configs[run_id] = info.config if info is not None else p.config
     batches = []
-    for ids in pack(spec.kind, configs, workers):
+    for ids in pack(spec.kind, configs, workers, max_batch):
         job_id = store.create_job(spec.group())
         if queue:
             store.queue_job(job_id, ids)
@@ -248,8 +256,12 @@ def run_sweep(
     retries: int = 2,
     on_event: Event | None = None,
     should_stop: Callable[[], bool] = lambda: False,
+    max_batch: int | None = None,
 ) -> SweepOutcome:
-    """Run every unfinished run of the sweep as jobs; records land in the store as runs train."""
+    """Run every unfinished run of the sweep as jobs; records land in the store as runs train.
+
+    max_batch caps the runs of one job (see `pack`; default: the packing rule alone).
+    """
     if executor not in EXECUTORS:
         raise SweepError(f"unknown executor {executor!r}; choose {' or '.join(EXECUTORS)}")
     ray = _import_ray() if executor == "ray" else None
@@ -264,11 +276,11 @@ def run_sweep(
             n_workers, n_threads = fit_workers(workers)
             n_threads = int(threads) if threads else n_threads
             if ray is None:
-                batches = _submit(store, spec, todo, min(n_workers, len(todo)))
+                batches = _submit(store, spec, todo, min(n_workers, len(todo)), True, max_batch)
                 _run_local(store, batches, outcome, n_workers, n_threads, on_event, flag)
             else:
                 _run_ray(ray, spec, store, todo, outcome, workers, n_threads, ray_address,
-                         retries, on_event, flag)  # fmt: skip
+                         retries, on_event, flag, max_batch)  # fmt: skip
     except BaseException as err:
         outcome.interrupted = True
         state = "stopped" if isinstance(err, KeyboardInterrupt) else "failed"
@@ -369,6 +381,7 @@ def _run_ray(
     retries: int,
     on_event: Event | None,
     flag: StopFlag,
+    max_batch: int | None = None,
 ) -> None:
     """One Ray task per batch; each returns its runs' records, stored as they arrive."""
     address = ray_address or os.environ.get("RAY_ADDRESS") or None
@@ -385,7 +398,7 @@ def _run_ray(
     try:
         cpus = int(ray.cluster_resources().get("CPU", local_workers * threads))
         n_workers = max(1, int(workers) if workers else cpus // threads)
-        queue = _submit(store, spec, todo, n_workers, queue=False)  # claimed as they go
+        queue = _submit(store, spec, todo, n_workers, False, max_batch)  # claimed as they go
         cache_dir = None if address else str(store.data_dir / "warmstart")
         remote = ray.remote(run_batch_in_memory).options(
             num_cpus=threads,

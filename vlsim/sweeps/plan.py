@@ -20,7 +20,15 @@ import pandas as pd
 from pydantic import BaseModel, ValidationError
 
 from vlsim.aggregators import AGGREGATORS
-from vlsim.config import LabConfig, TrainConfig, format_errors, parent_of, preset_config
+from vlsim.config import (
+    RECIPE_DISPLAY_NAMES,
+    RECIPES,
+    LabConfig,
+    TrainConfig,
+    format_errors,
+    parent_of,
+    preset_config,
+)
 from vlsim.liveness import check_runs
 from vlsim.store import RunInfo, Store
 from vlsim.sweeps.spec import (
@@ -81,6 +89,19 @@ def _base_data(spec: SweepSpec) -> dict[str, Any]:
     return data
 
 
+def _apply_recipe(data: dict[str, Any], given: Iterable[str]) -> None:
+    """A condition naming a recipe gets the recipe's fields, except those the spec itself sets.
+
+    The preset's own values of those fields (e.g. aggregator 'grpo') give way, as in the Arena;
+    a field the spec sets explicitly stays, and TrainConfig refuses it if it contradicts the
+    recipe, with a message naming it.
+    """
+    given = set(given)
+    for key, value in RECIPES.get(str(data.get("recipe")), {}).items():
+        if key not in given:
+            data[key] = value
+
+
 def _check_keys(spec: SweepSpec, keys: Iterable[str]) -> None:
     """Top-level field names must exist: say which do not, with a suggestion."""
     fields = list(_model(spec).model_fields)
@@ -116,7 +137,7 @@ def _short(value: Any) -> str:
 
 def _label_piece(key: str, value: Any) -> str:
     last = key.split(".")[-1]
-    if last == "aggregator":
+    if last in ("aggregator", "recipe"):
         return str(value)
     return f"{last}={_short(value)}"
 
@@ -125,13 +146,12 @@ def condition_display(label: str) -> str:
     """A condition label as a reader sees it: aggregator names shown as their display names.
 
     Labels stay the keys of a sweep (specs name them in 'baseline', 'compare' and 'pairs');
-    this only rewrites the pieces between ' · ' that are aggregator names ('vl_norm · alpha=0.5'
+    this only rewrites the pieces between ' · ' that are aggregator or recipe names ('vl_norm · alpha=0.5'
     reads 'VL Norm · alpha=0.5').
     """
-    return " · ".join(
-        AGGREGATORS[piece].display_name if piece in AGGREGATORS else piece
-        for piece in label.split(" · ")
-    )
+    names = {**{k: v for k, v in RECIPE_DISPLAY_NAMES.items() if k != "none"},
+             **{k: a.display_name for k, a in AGGREGATORS.items()}}  # fmt: skip
+    return " · ".join(names.get(piece, piece) for piece in label.split(" · "))
 
 
 def conditions(spec: SweepSpec) -> list[tuple[str, dict[str, Any]]]:
@@ -199,6 +219,8 @@ def expand(spec: SweepSpec) -> list[PlannedRun]:
         data = json.loads(json.dumps(base))
         for key, value in overrides.items():
             _set_path(data, key, value)
+        if spec.kind == "train":
+            _apply_recipe(data, given=[*spec.base, *overrides])
         try:
             configs[label] = model.model_validate(data).model_dump(mode="json")
         except ValidationError as err:
