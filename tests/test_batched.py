@@ -72,6 +72,7 @@ def assert_same_records(a: dict, b: dict, where: str) -> None:
     assert set(a) == set(b), where
 
 
+@pytest.mark.slow
 def test_batched_runs_equal_the_same_runs_alone(warm_cache) -> None:
     """K = 4 (different aggregators, seeds, lr, clipping) equals four K = 1 runs for 20 steps."""
     batch = BatchTrainer(BATCH, cache_dir=warm_cache)
@@ -161,6 +162,7 @@ def test_mismatched_batch_is_refused_by_name(field, override, tmp_path) -> None:
         assert [store.get_run(i).status for i in ids] == ["queued", "queued"]
 
 
+@pytest.mark.slow
 def test_sample_records_keep_two_groups_in_full(warm_cache) -> None:
     cfg = small_config(prompts_per_step=10, steps=1, sample_log_every=1)
     trainer = BatchTrainer([cfg], cache_dir=warm_cache)
@@ -186,6 +188,7 @@ def test_sample_records_keep_two_groups_in_full(warm_cache) -> None:
                if s["reward"] != mean)  # fmt: skip
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("per_pass", [1, 2])
 def test_execute_batch_stores_each_run_and_resumes(per_pass, tmp_path, monkeypatch) -> None:
     """A stopped batch leaves every run 'stopped' with its metrics; resuming finishes all."""

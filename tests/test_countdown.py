@@ -354,6 +354,7 @@ def test_oracle_hand_cases(text: str, verdict: bool, well_formed: bool) -> None:
     assert is_well_formed(text) is well_formed
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(st.text(max_size=300))
 def test_verify_matches_the_oracle_on_any_text(text: str) -> None:
@@ -387,6 +388,7 @@ def built_expressions(draw) -> tuple[str, tuple[int, ...], Fraction | None]:
     return items[0][0], numbers, items[0][1]
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(built_expressions(), st.booleans())
 def test_verify_built_expressions(built, hit: bool) -> None:
@@ -466,6 +468,7 @@ def test_splits_are_disjoint_and_deterministic(splits) -> None:
     assert make_splits(SMALL.model_copy(update={"seed": 2})) != splits
 
 
+@pytest.mark.slow
 def test_too_many_problems_is_a_clear_error() -> None:
     with pytest.raises(ValidationError, match="n_train"):
         TaskConfig(n_numbers=2, low=1, high=2, max_target=3, n_train=100, n_test=0)

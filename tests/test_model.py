@@ -80,6 +80,7 @@ def test_config_validation_names_the_field(kwargs, field):
         ModelConfig(**{"vocab_size": VOCAB, **kwargs})
 
 
+@pytest.mark.slow
 def test_kv_cache_matches_full_forward():
     model = make_model("small")
     policy = StackedPolicy.of_model(model)
@@ -110,6 +111,7 @@ def check_sample_invariants(out: SampleOutput, M: int) -> None:
         assert (out.logprobs[i, n:] == 0).all() and (out.logprobs[i, :n] < 0).all()
 
 
+@pytest.mark.slow
 def test_sample_respects_eos():
     model = eos_biased_model(p_eos=0.15)
     prompt = torch.randint(2, VOCAB, (64, 5))
@@ -128,6 +130,7 @@ def test_sample_stops_when_every_row_ends():
     assert out.trim().tokens.shape == (8, 1)
 
 
+@pytest.mark.slow
 def test_greedy_is_deterministic():
     model = make_model("small")
     prompt = torch.randint(2, VOCAB, (6, 8))
@@ -137,6 +140,7 @@ def test_greedy_is_deterministic():
     check_sample_invariants(a, 12)
 
 
+@pytest.mark.slow
 def test_same_seed_same_samples():
     prompt = torch.randint(2, VOCAB, (16, 6))
     outs = [
@@ -151,6 +155,7 @@ def test_same_seed_same_samples():
     assert not torch.equal(outs[0].tokens, other.tokens)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("p_eos", [0.0, 0.1])
 def test_sampled_logprobs_match_teacher_forcing(p_eos):
     model = make_model("small", seed=1) if p_eos == 0 else eos_biased_model(p_eos, seed=1)

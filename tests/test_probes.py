@@ -316,6 +316,7 @@ def test_free_slope_interval_covers_beta(beta, kappa):
     assert abs(point.mean() - beta) < 0.02  # unbiased, not merely wide
 
 
+@pytest.mark.slow
 def test_free_slope_covers_beta_where_the_papers_does_not():
     """kappa = -1.5 (long answers more often wrong), beta = 1: the paper's slope mixes in how
     E[A^2] changes with length and lands far from 1; the advantage-free one does not."""

@@ -43,6 +43,7 @@ def test_percentile_bootstrap_at_three_seeds_is_what_failed() -> None:
     assert ((lo <= 0) & (hi >= 0)).mean() < 0.85
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("n", N_SEEDS)
 def test_paired_difference_coverage_and_null_rate(n: int) -> None:
     rng = np.random.default_rng(200 + n)
@@ -95,6 +96,7 @@ def speedups(median_base: float, ratio: float, n: int, reps: int, seed: int) -> 
     return [speedup(cens(b), cens(o), paired=True) for b, o in zip(base, other, strict=True)]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("n", N_SEEDS)
 def test_speedup_coverage_on_censored_steps(n: int) -> None:
     # median 60: about 4% of base runs never reach the threshold; median 150: about 28%
@@ -107,6 +109,7 @@ def test_speedup_coverage_on_censored_steps(n: int) -> None:
     assert min(g for _, g in results) >= (0.4 if n == 3 else 0.9)  # intervals are given
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("n", N_SEEDS)
 def test_speedup_null_rate_of_conclusive_verdicts(n: int) -> None:
     for median_base in (60, 150, 300):  # up to about 72% of runs never reaching it

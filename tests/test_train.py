@@ -40,6 +40,7 @@ def warm_cache(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("warmstart")
 
 
+@pytest.mark.slow
 def test_rl_step_changes_parameters_only_through_aggregate(monkeypatch, warm_cache) -> None:
     calls = []
     real = batch_module.aggregate
@@ -71,6 +72,7 @@ def test_rl_step_changes_parameters_only_through_aggregate(monkeypatch, warm_cac
     assert changed
 
 
+@pytest.mark.slow
 def test_policy_loss_equals_aggregate_of_the_clipped_token_losses(warm_cache) -> None:
     cfg = tiny_config(aggregator="dapo")
     trainer = Trainer(cfg, cache_dir=warm_cache)
@@ -100,6 +102,7 @@ def test_truncated_answers_get_zero_reward() -> None:
     assert rewards.tolist() == [1.0, 0.0]
 
 
+@pytest.mark.slow
 def test_checkpoint_resume_continues_identically(tmp_path, warm_cache) -> None:
     cfg = tiny_config(steps=4, eval_every=0)
     straight = Trainer(cfg, cache_dir=warm_cache)
@@ -117,6 +120,7 @@ def test_checkpoint_resume_continues_identically(tmp_path, warm_cache) -> None:
         torch.testing.assert_close(v, straight.model.state_dict()[k])
 
 
+@pytest.mark.slow
 def test_warm_start_is_cached_by_config(warm_cache) -> None:
     cfg = tiny_config(seed=11)
     a = Trainer(cfg, cache_dir=warm_cache)
@@ -127,6 +131,7 @@ def test_warm_start_is_cached_by_config(warm_cache) -> None:
     assert train_module.warmstart_key(cfg) != train_module.warmstart_key(tiny_config(seed=12))
 
 
+@pytest.mark.slow
 def test_run_training_records_named_metrics(warm_cache) -> None:
     cfg = tiny_config(steps=3, eval_every=2, sample_log_every=1)
     sink = MemorySink()
@@ -171,6 +176,7 @@ def _metrics_count(data_dir: Path, run_id: int) -> int:
         return len(store.metrics(run_id))
 
 
+@pytest.mark.slow
 def test_killed_run_keeps_metrics_and_resumes(tmp_path) -> None:
     """SIGKILL a CLI training mid-way: every step logged so far stays; resume finishes it."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "VLSIM_DATA_DIR": str(tmp_path)}
