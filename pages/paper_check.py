@@ -25,7 +25,7 @@ from vlsim.reproduce.claim_speed import PAPER_SPEEDUP
 from vlsim.reproduce.estimate import MEASURED_NOTE, quiet_range
 from vlsim.reproduce.markdown import PAPER
 from vlsim.reproduce.report import latest_report, read_json
-from vlsim.reproduce.verdict import NOT_REPRODUCED, REPRODUCED, ci_text
+from vlsim.reproduce.verdict import NOT_REPRODUCED, REPRODUCED, breakdown, ci_text
 
 ensure_app_navigation()
 
@@ -87,6 +87,8 @@ for col, (i, c) in zip(cols, sorted(claims.items()), strict=True):
     col.markdown(
         f"**Claim {i}** · {c['title']}  \n:{COLORS.get(c['verdict'], 'orange')}[**{c['verdict']}**]"
     )
+    if parts := breakdown(c):
+        col.caption(parts[0].upper() + parts[1:])
 
 # ---------------------------------------------------------------- claim 1
 c1 = claims[1]

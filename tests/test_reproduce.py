@@ -27,7 +27,7 @@ from vlsim.reproduce.claim_noise import claim1, figure4, slope_verdict
 from vlsim.reproduce.claim_speed import claim4
 from vlsim.reproduce.estimate import estimate_seconds
 from vlsim.reproduce.plan import probe_spec, speed_spec
-from vlsim.reproduce.verdict import combine
+from vlsim.reproduce.verdict import breakdown, combine
 from vlsim.stats import geometric_mean_ci, t_crit
 from vlsim.sweeps import expand
 from vlsim.theory import grouped_variance_ratio
@@ -56,6 +56,21 @@ def test_combine_lets_one_failure_or_doubt_decide() -> None:
     assert combine([REPRODUCED, INCONCLUSIVE]) == INCONCLUSIVE
     assert combine([INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED]) == NOT_REPRODUCED
     assert combine([]) == INCONCLUSIVE
+
+
+def test_breakdown_names_where_a_combined_verdict_comes_from() -> None:
+    presets = [{"preset": "quick", "verdict": INCONCLUSIVE},
+               {"preset": "default", "verdict": REPRODUCED},
+               {"preset": "wide", "verdict": INCONCLUSIVE}]  # fmt: skip
+    assert breakdown({"presets": presets}) == (
+        f"{INCONCLUSIVE} on quick, wide; {REPRODUCED} on default"
+    )
+    pairs = [{"base": "DAPO", "other": "DAPO + VL Norm", "verdict": REPRODUCED},
+             {"base": "GRPO", "other": "GRPO + VL Norm", "verdict": NOT_REPRODUCED}]  # fmt: skip
+    assert breakdown({"pairs": pairs}) == (
+        f"{REPRODUCED} on DAPO + VL Norm vs DAPO; {NOT_REPRODUCED} on GRPO + VL Norm vs GRPO"
+    )
+    assert breakdown({"presets": presets[:1]}) == ""  # one part: the verdict says it all
 
 
 # ----------------------------------------------------------------------------- claim 1

@@ -227,8 +227,8 @@ def claims23(
             f"on {preset}: {why2} (step-size spread GRPO {ci_text(t['grpo']['spread'], '.2g')}, "
             f"DAPO {ci_text(t['dapo']['spread'], '.2g')}, Dr. GRPO "
             f"{ci_text(t['dr_grpo']['spread'], '.2g')}; Dr. GRPO / VL Norm variance "
-            f"{_inverse_text(t['vl_norm']['variance_ratio'])}); direction bias (0 or below: "
-            "no tilt beyond answer noise), which the paper's argument sets aside: GRPO "
+            f"{_inverse_text(t['vl_norm']['variance_ratio'])}); direction bias (0 or below "
+            "means no tilt beyond answer noise), which the paper's argument sets aside: GRPO "
             f"{ci_text(t['grpo']['bias'], '.2g')}, DAPO "
             f"{ci_text(t['dapo']['bias'], '.2g')}, Dr. GRPO {ci_text(t['dr_grpo']['bias'], '.2g')}"
         )
@@ -239,8 +239,8 @@ def claims23(
             f"({_agreement(t['vl_norm']['variance_ratio'], pred['beta1'])}) and "
             f"{num_text(pred['fitted'])} at the fitted beta = {num_text(pred['beta'], '.2f')}; "
             "VL Norm's "
-            f"direction bias {ci_text(t['vl_norm']['bias'], '.2g')} (0 or below: no tilt shown; "
-            "Dr. GRPO "
+            f"direction bias {ci_text(t['vl_norm']['bias'], '.2g')} (0 or below means no tilt "
+            "beyond answer noise; Dr. GRPO "
             f"{ci_text(t['dr_grpo']['bias'], '.2g')})"
         )
     note = (

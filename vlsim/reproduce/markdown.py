@@ -7,7 +7,7 @@ from typing import Any
 
 from vlsim.reproduce.estimate import MEASURED_NOTE, quiet_range
 from vlsim.reproduce.machine import machine_text
-from vlsim.reproduce.verdict import ci_text, num_text
+from vlsim.reproduce.verdict import breakdown, ci_text, num_text
 
 PAPER = (
     "“VL Norm: Rethink Loss Aggregation in RLVR” (He, Luo, Zhang, Yang and Qiu; arXiv 2509.07558)"
@@ -43,6 +43,23 @@ def _this_command(comp: dict[str, Any]) -> str:
     if runs == 0:
         return "The command that wrote this report trained nothing (every run had finished)."
     return f"The command that wrote this report trained {runs} of these runs in {_minutes(comp.get('command_seconds'))}."
+
+
+def _runs_line(cfg: dict[str, Any]) -> str:
+    """What was trained: the probed runs (claims 1-3) and the claim-4 runs, in one sentence."""
+    if not cfg:
+        return ""
+    recipe = {"none": "each preset's own aggregator", "dapo": "the DAPO recipe",
+              "dapo_vl_norm": "the DAPO + VL Norm recipe"}.get(cfg.get("probe_recipe"), "?")  # fmt: skip
+    probe = cfg.get("probe", {})
+    return (
+        f"Claims 1-3: on each of the presets {', '.join(cfg.get('presets', []))}, runs trained "
+        f"with {recipe} for {cfg.get('probe_steps')} RL steps, each probed after its first and "
+        f"last step ({probe.get('prompts')} prompts x {probe.get('rollouts')} answers); every "
+        "aggregator is measured on the same probed rollouts. Claim 4: the "
+        f"{cfg.get('speed_preset')} preset trained {cfg.get('speed_steps')} RL steps under "
+        f"each condition, held-out accuracy every {cfg.get('eval_every')} steps."
+    )
 
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
@@ -170,9 +187,14 @@ def markdown(report: dict[str, Any]) -> str:
         f"Seeds: probed runs {report['seeds']['probes']}, claim-4 runs {report['seeds']['speed']}"
         f" (same seed, same problems and warm start). Written {report['created']}.",
         "",
+        _runs_line(report.get("config", {})),
+        "",
         *_table(
-            ["#", "claim", "verdict"],
-            [[str(i), claims[i]["title"], f"**{claims[i]['verdict']}**"] for i in sorted(claims)],
+            ["#", "claim", "verdict", "by preset or comparison"],
+            [
+                [str(i), claims[i]["title"], f"**{claims[i]['verdict']}**", breakdown(claims[i])]
+                for i in sorted(claims)
+            ],
         ),  # fmt: skip
     ]
     for note in report.get("notes", []):
@@ -204,9 +226,13 @@ def markdown(report: dict[str, Any]) -> str:
         f"- Wall time {_minutes(comp['elapsed_seconds'])} from the first run's start to the last "
         f"run's end; worker time {_minutes(comp['worker_seconds'])} (summed over jobs). "
         f"{_this_command(comp)}",
-        f"- Estimated wall time with {est['workers']} worker(s), from {MEASURED_NOTE}: this "
-        f"scale {_estimate(est['this_scale_seconds'])}, the full scale (`python -m vlsim "
-        f"reproduce`) {_estimate(est['full_seconds'])}.",
+        f"- Estimated wall time with {est['workers']} worker(s), from {MEASURED_NOTE}: "
+        + (
+            f"{_estimate(est['full_seconds'])}."
+            if report["scale"] == "full"
+            else f"this scale {_estimate(est['this_scale_seconds'])}, the full scale "
+            f"(`python -m vlsim reproduce`) {_estimate(est['full_seconds'])}."
+        ),
         f"- Machine: {machine_text(m)}.",
         "",
         "## Run it again",

@@ -25,6 +25,19 @@ def combine(verdicts: Iterable[str]) -> str:
     return REPRODUCED
 
 
+def breakdown(claim: dict[str, Any]) -> str:
+    """Where a combined verdict comes from: 'reproduced on default; inconclusive at this scale
+    on quick, long' (claims 1-3, by preset) or by comparison (claim 4); '' when single."""
+    parts = [(p["preset"], p["verdict"]) for p in claim.get("presets", [])]
+    parts += [(f"{p['other']} vs {p['base']}", p["verdict"]) for p in claim.get("pairs", [])]
+    if len(parts) < 2:
+        return ""
+    by_verdict: dict[str, list[str]] = {}
+    for name, verdict in parts:
+        by_verdict.setdefault(verdict, []).append(name)
+    return "; ".join(f"{v} on {', '.join(names)}" for v, names in by_verdict.items())
+
+
 def est_dict(est: Estimate) -> dict[str, Any]:
     """An Estimate as a plain dict (the report's JSON keeps NaN and inf; see vlsim.record_json)."""
     return est.to_dict()
