@@ -47,9 +47,34 @@ def load() -> tuple[dict[str, Any] | None, str]:
 
 
 def verdict_box(claim: dict[str, Any]) -> None:
-    """The claim's verdict sentence in a green (reproduced), red (not) or amber box."""
+    """The claim's verdict in a green (reproduced), red (not) or amber box.
+
+    One preset or comparison: its whole sentence. Several: the verdict with where it comes from,
+    a table with one line of why per preset (or comparison), and the sentence in an expander.
+    """
     box = BOXES.get(claim["verdict"], st.warning)
-    box(claim["sentence"])
+    parts = parts_table(claim)
+    if len(parts) < 2:
+        box(claim["sentence"])
+        return
+    box(f"**{claim['verdict'].capitalize()}** overall: {breakdown(claim)}.")
+    st.dataframe(parts, hide_index=True, width="stretch")
+    with st.expander("The report's sentence, with every number"):
+        st.markdown(claim["sentence"])
+
+
+def parts_table(claim: dict[str, Any]) -> list[dict[str, str]]:
+    """One row per preset (claims 1-3) or comparison (claim 4): its verdict and why."""
+    rows = []
+    for p in claim.get("presets", []):
+        row = {"preset": p["preset"], "verdict": p["verdict"], "why": p.get("why", "")}
+        if "paper" in p:  # claim 1: the two slopes, mean over seeds
+            row["paper's slope"] = ci_text(p["paper"]["mean"], ".2f")
+            row["advantage-free slope"] = ci_text(p["free"]["mean"], ".2f")
+        rows.append(row)
+    rows += [{"comparison": f"{p['other']} vs {p['base']}", "verdict": p["verdict"],
+              "why": p.get("why", "")} for p in claim.get("pairs", [])]  # fmt: skip
+    return rows
 
 
 def show(fig, caption: str) -> None:

@@ -66,3 +66,26 @@ def test_page_without_a_report_says_how_to_make_one(data_dir, monkeypatch) -> No
     assert not at.exception, [e.value for e in at.exception]
     assert "python -m vlsim reproduce --quick" in at.info[0].value
     assert not at.get("plotly_chart")
+
+
+def test_a_claim_over_several_presets_shows_each_presets_verdict_in_a_table(data_dir) -> None:
+    report = small_report()
+    claim2 = report["claims"][1]
+    claim2["presets"] = [
+        {"preset": "quick", "verdict": "inconclusive at this scale", "why": "ratio spans 1"},
+        {"preset": "default", "verdict": "reproduced", "why": "VL Norm is less noisy"},
+    ]
+    claim2["verdict"] = "inconclusive at this scale"
+    write_json(report, data_dir / "reproductions" / "reproduction-quick.json")
+    at = AppTest.from_file(PAGE, default_timeout=60)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    boxes = [w.value for w in at.warning]
+    assert (
+        "**Inconclusive at this scale** overall: inconclusive at this scale on quick; "
+        "reproduced on default." in boxes
+    )
+    tables = [d.value for d in at.dataframe]
+    parts = next(t for t in tables if "preset" in t.columns and "why" in t.columns)
+    assert parts.to_dict("records") == claim2["presets"]
+    assert claim2["sentence"] in [m.value for m in at.markdown]  # in the expander
