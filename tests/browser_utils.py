@@ -21,6 +21,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
+REQUIRE_BROWSER = os.environ.get("VLSIM_REQUIRE_BROWSER") == "1"  # CI: a missing browser fails
+
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 ARTIFACTS = ROOT / "test-artifacts" / "browser"
 VIEWPORT = {"width": 1400, "height": 900}
@@ -341,3 +343,25 @@ def screenshot(page, name: str, full_page: bool = True, max_height: int = 6000) 
         if height != size["height"]:
             page.set_viewport_size(size)
     return path
+
+
+def browser_marks(timeout: int) -> list:
+    """A browser test module's pytestmark: marked `browser`, skipped without Chromium or
+    playwright (unless VLSIM_REQUIRE_BROWSER=1, as in CI, where it runs and fails), and a
+    timeout of `timeout` seconds a test."""
+    import pytest
+
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:  # pragma: no cover - the dev requirements install it
+        have_browser = False
+    else:
+        have_browser = Path(CHROMIUM).exists()
+    return [
+        pytest.mark.browser,
+        pytest.mark.skipif(
+            not have_browser and not REQUIRE_BROWSER,
+            reason=f"needs {CHROMIUM} and the playwright package (apt-get install chromium)",
+        ),
+        pytest.mark.timeout(timeout),
+    ]

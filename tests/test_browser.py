@@ -7,7 +7,6 @@ unless VLSIM_REQUIRE_BROWSER=1 (as in CI), where it runs and fails.
 
 from __future__ import annotations
 
-import os
 import re
 import time
 from pathlib import Path
@@ -20,6 +19,7 @@ from browser_utils import (
     VIEWPORT,
     StreamlitServer,
     app_pages,
+    browser_marks,
     by_key,
     chart_traces,
     exceptions,
@@ -36,17 +36,7 @@ try:
 except ImportError:  # pragma: no cover - the dev requirements install it
     expect = sync_playwright = None
 
-REQUIRE_BROWSER = os.environ.get("VLSIM_REQUIRE_BROWSER") == "1"
-HAVE_BROWSER = Path(CHROMIUM).exists() and sync_playwright is not None
-
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        not HAVE_BROWSER and not REQUIRE_BROWSER,
-        reason=f"needs {CHROMIUM} and the playwright package (apt-get install chromium)",
-    ),
-    pytest.mark.timeout(360),
-]
+pytestmark = browser_marks(timeout=360)
 
 PAGES = app_pages()
 PAGE_IDS = [p.url_path or "home" for p in PAGES]

@@ -6,14 +6,10 @@ go to test-artifacts/browser/.
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
-import pytest
 from browser_utils import (
-    CHROMIUM,
     VIEWPORT,
     StreamlitServer,
+    browser_marks,
     exceptions,
     launch_browser,
     open_page,
@@ -29,17 +25,7 @@ try:
 except ImportError:  # pragma: no cover - the dev requirements install it
     expect = sync_playwright = None
 
-REQUIRE_BROWSER = os.environ.get("VLSIM_REQUIRE_BROWSER") == "1"
-HAVE_BROWSER = Path(CHROMIUM).exists() and sync_playwright is not None
-
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        not HAVE_BROWSER and not REQUIRE_BROWSER,
-        reason=f"needs {CHROMIUM} and the playwright package (apt-get install chromium)",
-    ),
-    pytest.mark.timeout(240),
-]
+pytestmark = browser_marks(timeout=240)
 
 
 def test_fresh_store_loads_the_reference_runs_with_one_click(tmp_path):

@@ -7,6 +7,7 @@ task, the model) are declared beside the code that uses them and composed here.
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -342,6 +343,18 @@ class TrainConfig(BaseModel):
         return f"{self.preset}-{agg}-seed{self.seed}"
 
 
+STEP_TRACES: dict[str, Any] = {
+    # The wide and growing presets' warm-start traces: every combination step of the solution
+    # path written out (keep_path), plus dead ends in proportion to the steps (median 8 tokens a
+    # step), so an answer's length follows its problem's size. No planted wrong answers.
+    "length": {"kind": "lognormal", "median": 8, "sigma": 0.5},
+    "length_per_step": True,
+    "keep_path": True,
+    "wrong_rate": 0.0,
+    "length_correctness_slope": 0.0,
+}
+
+
 PRESETS: dict[str, dict[str, Any]] = {
     "quick": {
         # Smaller and shorter: the tiny policy starts near 15% held-out sampled accuracy and
@@ -392,13 +405,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         # while p10 stays at 12-15 tokens. Mean length 29.4 -> 25.1; held-out mean@k 0.109 ->
         # 0.141 (best 0.164): about 3 points in 10 RL minutes, at the edge of evaluation noise.
         "task": {"sizes": [2, 3, 4], "size_weights": [0.4, 0.2, 0.4]},
-        "trace": {
-            "length": {"kind": "lognormal", "median": 8, "sigma": 0.5},
-            "length_per_step": True,
-            "keep_path": True,
-            "wrong_rate": 0.0,
-            "length_correctness_slope": 0.0,
-        },
+        "trace": STEP_TRACES,
         "max_new_tokens": 96,
         # 16 prompts of 8 answers (128 as by default): each step then holds every size (with 8
         # prompts, a step without 4-number problems has a narrow spread by chance).
@@ -426,13 +433,7 @@ PRESETS: dict[str, dict[str, Any]] = {
             "size_weights": [0.7, 0.3, 0.0],
             "final_size_weights": [0.0, 0.3, 0.7],
         },
-        "trace": {
-            "length": {"kind": "lognormal", "median": 8, "sigma": 0.5},
-            "length_per_step": True,
-            "keep_path": True,
-            "wrong_rate": 0.0,
-            "length_correctness_slope": 0.0,
-        },
+        "trace": STEP_TRACES,
         "max_new_tokens": 96,
         "prompts_per_step": 16,
         "group_size": 8,
@@ -491,7 +492,7 @@ def preset_config(preset: str = "default", **overrides: Any) -> TrainConfig:
     """A TrainConfig from a preset plus overrides (nested dicts merge into the preset's)."""
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
-    data = merge_dicts({"preset": preset}, PRESETS[preset])
+    data = merge_dicts({"preset": preset}, copy.deepcopy(PRESETS[preset]))  # callers may edit it
     data = merge_dicts(data, overrides)
     try:
         return TrainConfig.model_validate(data)
