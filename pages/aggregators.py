@@ -16,7 +16,13 @@ from pages.export import ChartBook
 from vlsim.aggregators import AGGREGATORS, ALPHA_RANGE, VL_NORM_BATCH_LATEX
 from vlsim.aggregators import weights as aggregator_weights
 from vlsim.config import LabConfig
-from vlsim.frameworks import FRAMEWORK_MODES, FRAMEWORK_VERSIONS, TrainerSetup, framework_view
+from vlsim.frameworks import (
+    FRAMEWORK_MODES,
+    FRAMEWORK_VERSIONS,
+    TRL_EXAMPLE,
+    TrainerSetup,
+    framework_view,
+)
 from vlsim.length_text import (
     CalculatorConfig,
     format_lengths_text,
@@ -30,14 +36,7 @@ from vlsim.theory import aggregator_figures, answer_variance, figures, optimal_w
 ensure_app_navigation()
 
 PAGE = "agg"
-FW_DEFAULT = TrainerSetup(
-    framework="trl",
-    loss_mode="bnpo",
-    micro_batch_size=4,
-    grad_accum_steps=2,
-    num_processes=1,
-    max_len=4096,
-)
+FW_DEFAULT = TRL_EXAMPLE
 VERL_ONLY = ("verl_engine", "verl_version", "norm_width", "loss_scale_factor")
 MAX_STEP_ANSWERS = 4096  # answers per optimizer step the framework view will draw
 FRAMEWORK_NAMES = {"trl": "TRL (GRPOTrainer)", "verl": "verl"}

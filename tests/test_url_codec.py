@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from pydantic import BaseModel
 
 from vlsim.config import LabConfig
-from vlsim.frameworks import TrainerSetup
+from vlsim.frameworks import TRL_EXAMPLE, TrainerSetup
 from vlsim.lab_sweep import SweepSettings
 from vlsim.length_text import CalculatorConfig
 from vlsim.lengths import (
@@ -33,14 +33,7 @@ FAMILY_EXAMPLES = [
     EmpiricalLengths(lengths=[5, 17, 17, 4000], source="run 7, step 12"),
 ]
 
-TRL_DEFAULT = TrainerSetup(
-    framework="trl",
-    loss_mode="bnpo",
-    micro_batch_size=4,
-    grad_accum_steps=2,
-    num_processes=1,
-    max_len=4096,
-)
+TRL_DEFAULT = TRL_EXAMPLE
 
 
 def all_strings(params: dict) -> bool:

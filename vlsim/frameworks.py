@@ -218,6 +218,17 @@ class TrainerSetup(BaseModel):
         return self.num_processes * self.grad_accum_steps
 
 
+TRL_EXAMPLE = TrainerSetup(
+    framework="trl",
+    loss_mode="bnpo",
+    micro_batch_size=4,
+    grad_accum_steps=2,
+    num_processes=1,
+    max_len=4096,
+)
+"""The setup the Aggregators page starts from: TRL's bnpo loss, 2 micro-batches of 4 answers."""
+
+
 def answer_layout(setup: TrainerSetup) -> tuple[np.ndarray, np.ndarray]:
     """Process index and global micro-batch index (p * GA + a) of every answer, each shape (B,)."""
     idx = np.arange(setup.num_answers)
