@@ -260,3 +260,28 @@ def test_growing_curriculum_lengthens_the_warmstart_answers_it_draws() -> None:
         ]
         means.append(np.mean(lengths))
     assert means[1] / means[0] >= 1.5
+
+
+def test_cli_recipe_makes_one_config_per_recipe_and_refuses_a_contradiction() -> None:
+    from vlsim.cli import build_parser
+    from vlsim.cli_common import CliError
+    from vlsim.cli_train import _train_configs
+
+    parser = build_parser()
+    args = parser.parse_args(["train", "--preset", "wide", "--recipe", "dapo,dapo_vl_norm"])
+    dapo, dapo_vl = _train_configs(args)
+    assert (dapo.recipe, dapo.aggregator, dapo.clip_high, dapo.dynamic_sampling) == (
+        "dapo",
+        "dapo",
+        0.28,
+        True,
+    )
+    assert (dapo_vl.recipe, dapo_vl.aggregator, dapo_vl.clip_high) == (
+        "dapo_vl_norm",
+        "vl_norm",
+        0.28,
+    )
+    assert dapo.task == dapo_vl.task == preset_config("wide").task  # the preset stays
+    args = parser.parse_args(["train", "--recipe", "dapo", "--clip-high", "0.5"])
+    with pytest.raises((CliError, ValueError), match="clip_high"):
+        _train_configs(args)
