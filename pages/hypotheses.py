@@ -312,6 +312,9 @@ names = [r.name for r in records]
 current = st.session_state[f"{K}sweep"]
 if current and current not in names:
     st.session_state[f"{K}sweep"] = current = ""
+if not current and names and not st.session_state.get("_hyp_shown_once"):
+    st.session_state[f"{K}sweep"] = current = names[0]  # first visit: the newest stored sweep
+st.session_state["_hyp_shown_once"] = True
 hyp.widget(
     "sweep",
     options=["", *names],

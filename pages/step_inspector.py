@@ -120,7 +120,7 @@ with st.sidebar:
 c1, c2 = st.columns(2)
 with c1:
     step = shown.widget("step", "logged step", options=steps)
-groups = groups_at(records, step, bool(config.get("std_normalize", True)))
+groups = groups_at(records, step, bool(config.get("std_normalize", True)), config.get("group_size"))
 if st.session_state.get(f"{K}group", 0) >= len(groups):
     st.session_state[f"{K}group"] = 0
 with c2:

@@ -178,6 +178,18 @@ def test_results_show_bands_table_and_verdict(data_dir) -> None:
     assert "6/6 runs finished" in at.get("progress")[0].proto.text
 
 
+def test_first_visit_shows_the_newest_stored_sweep_and_none_stays_chosen(data_dir) -> None:
+    populate(data_dir)  # e.g. the reference runs' sweeps, loaded on an empty store
+    at = app()
+    no_exceptions(at)
+    assert by_key(at.selectbox, "hyp.sweep").value == "demo"
+    assert len(at.get("plotly_chart")) == 1
+    by_key(at.selectbox, "hyp.sweep").set_value("").run()  # the user picks none: it stays so
+    no_exceptions(at)
+    assert by_key(at.selectbox, "hyp.sweep").value == ""
+    assert not at.get("plotly_chart")
+
+
 def test_bad_url_falls_back_with_notices(data_dir) -> None:
     at = app(template="nope", seeds="99", sweep="missing", bogus="1")
     no_exceptions(at)

@@ -58,6 +58,15 @@ def test_fresh_store_loads_the_reference_runs_with_one_click(tmp_path):
             stored = Store(srv.data_dir).list_runs()
             assert sorted(r.name for r in stored) == sorted(names)
             screenshot(pg, "reference-runs-loaded")
+
+            # a class sees results on Probes, Hypotheses and the Step Inspector, untrained
+            for path, heading in (("probes", "Gradient probes"), ("hypotheses", "Hypotheses"),
+                                  ("step_inspector", "Step Inspector")):  # fmt: skip
+                open_page(pg, f"{srv.url}/{path}", heading=heading)
+                wait_idle(pg)
+                pg.locator('[data-testid="stPlotlyChart"]').first.wait_for(timeout=60_000)
+                assert exceptions(pg) == [] and errors == [], (path, exceptions(pg), errors)
+                screenshot(pg, f"reference-runs-{path}")
             browser.close()
     except Exception:
         print(f"----- streamlit log -----\n{srv.log()}")

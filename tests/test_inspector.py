@@ -131,6 +131,20 @@ def test_push_table_has_a_row_per_token_and_aggregator():
 
 
 def test_unequal_group_sizes_are_refused():
-    records = full_records()[:-1]
+    records = full_records()[:-1]  # the second group lost an answer
+    both = groups_at(records, 10, group_size=3) + groups_at(records, 10, group_size=2)
     with pytest.raises(ValueError, match="different sizes"):
-        relative_weights(groups_at(records, 10), ["grpo"], 48)
+        relative_weights(both, ["grpo"], 48)
+
+
+def test_only_full_groups_are_read_beside_one_answer_of_each_other_group():
+    """A run stores its first groups in full and one answer of every other prompt."""
+    records = full_records()
+    for g in (2, 3, 4):  # one answer of each further group, with every full-group key
+        records.append({**records[0], "group": g, "index": 0})
+    for group_size in (3, None):  # the run's G, or inferred from the largest group
+        groups = groups_at(records, 10, group_size=group_size)
+        assert [grp.group for grp in groups] == [0, 1]
+        assert all(len(grp.answers) == 3 for grp in groups)
+    rel = relative_weights(groups_at(records, 10, group_size=3), ["grpo", "vl_norm"], 48)
+    assert rel["grpo"].shape == (2, 3)

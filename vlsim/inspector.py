@@ -89,10 +89,15 @@ def token_strings(token_ids: Sequence[int], tokenizer: CharTokenizer | None = No
 
 
 def groups_at(
-    records: Iterable[Mapping[str, Any]], step: int, std_normalize: bool = True
+    records: Iterable[Mapping[str, Any]],
+    step: int,
+    std_normalize: bool = True,
+    group_size: int | None = None,
 ) -> list[Group]:
     """The full groups stored at a step, ordered by group number, answers by index.
 
+    A run stores its first groups in full and one answer of every other group; only groups
+    with all `group_size` answers (the run's G; None: the largest stored group) are returned.
     Advantages come from the records; when a group's records lack them they are recomputed from
     the rewards within the group, as the trainer does (std_normalize as in the run's config).
     """
@@ -100,9 +105,12 @@ def groups_at(
     for r in records:
         if is_full(r) and int(r.get("step", step)) == step:
             by_group.setdefault(int(r["group"]), []).append(r)
+    size = group_size or max((len(rows) for rows in by_group.values()), default=0)
     tok = CharTokenizer()
     out = []
     for g, rows in sorted(by_group.items()):
+        if len(rows) != size:  # one answer of a group (or a damaged one): not a full group
+            continue
         rows = sorted(rows, key=lambda r: int(r.get("index", 0)))
         rewards = np.array([float(r.get("reward", 0.0)) for r in rows])  # (G,)
         given = all(isinstance(r.get("advantage"), (int, float)) for r in rows)
