@@ -123,8 +123,8 @@ def number_input(field: FieldInfo, key: str, label: str, help: str | None, *,
         high = b["high"][1] if b.get("high", ("",))[0] == "at most" else None
     else:
         low, high = (-MAX_WIDGET_INT if is_int else None), None
-        if allowed_range(field):
-            help = f"{help or ''} Allowed: {allowed_range(field)}.".strip()
+        if allowed := allowed_range(field):
+            help = f"{help or ''} Allowed: {allowed}.".strip()
     if low is not None:
         kwargs.setdefault("min_value", cast(low))
     if high is not None or is_int:

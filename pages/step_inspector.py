@@ -9,7 +9,7 @@ from pages.binder import Page
 from pages.common import ensure_app_navigation
 from pages.export import ChartBook
 from pages.lesson_common import answer_bars, display, notice, token_strips
-from pages.training_common import RunStep
+from pages.training_common import RunStep, get_store
 from vlsim.aggregators import AGGREGATORS, ALPHA_RANGE
 from vlsim.inspector import (
     NOT_FULL_GROUPS,
@@ -20,7 +20,6 @@ from vlsim.inspector import (
     relative_weights,
     steps_with_groups,
 )
-from vlsim.store import Store
 
 ensure_app_navigation()
 
@@ -40,7 +39,7 @@ st.markdown(
 page = Page(PAGE)
 shown = page.bind(RunStep, K, RunStep.model_fields)
 page.open()
-store = Store()
+store = get_store()  # cached per data directory, as on every page
 runs = [r for r in store.list_runs(kind="train")]
 if not runs:
     st.info(
