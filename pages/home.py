@@ -21,7 +21,7 @@ with st.container(border=True):
         icon=":material/school:",
     )
 show_loaded_message()
-if not get_store().list_runs():
+if not get_store().has_runs():
     with st.container(border=True):
         st.markdown(
             "**No runs in this store yet.** Train some in the Training Arena, or start from "

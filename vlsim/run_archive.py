@@ -95,7 +95,7 @@ def bundle(store: Store, run_id: int) -> RunBundle:
     info = store.get_run(run_id)
     return RunBundle(
         run=info.model_dump(),
-        metrics=store.metrics_since(run_id, after_step=-(2**62)),
+        metrics=store.metrics_since(run_id),
         probes=store.probes(run_id),
         samples=store.samples(run_id, limit_steps=None),
     )

@@ -492,8 +492,12 @@ class Store(SweepRows):
             return pd.DataFrame({"step": pd.Series([], dtype="int64")})
         return pd.DataFrame([_metric_record(row) for row in rows])
 
-    def metrics_since(self, run_id: int, after_step: int) -> list[dict]:
-        """Metric records with step > after_step, in step order (cheap live polling)."""
+    def has_runs(self) -> bool:
+        """Whether the store holds any run (one indexed row read, for the empty-store offer)."""
+        return self._conn().execute("SELECT 1 FROM runs LIMIT 1").fetchone() is not None
+
+    def metrics_since(self, run_id: int, after_step: int = -(2**62)) -> list[dict]:
+        """Metric records with step > after_step (default: all), in step order (live polling)."""
         rows = (
             self._conn()
             .execute(
@@ -561,7 +565,7 @@ class Store(SweepRows):
         ).fetchall()
         for row in rows:
             run = bundle.run.model_copy(update={"kind": row[1], "config": loads(row[2])})
-            if fingerprint(run, self.metrics_since(row[0], -(2**62))) == bundle.fingerprint:
+            if fingerprint(run, self.metrics_since(row[0])) == bundle.fingerprint:
                 return True
         return False
 
@@ -574,7 +578,7 @@ class Store(SweepRows):
             return buffer.getvalue()
         if fmt == "json":
             run = self.get_run(run_id).model_dump()
-            metrics = self.metrics_since(run_id, after_step=-(2**62))
+            metrics = self.metrics_since(run_id)
             return dumps({"run": run, "metrics": metrics, "probes": self.probes(run_id)})
         raise ValueError(f"unknown export format {fmt!r}; choose 'csv' or 'json'")
 
