@@ -117,29 +117,23 @@ def _kind_of(model_cls: type[BaseModel]) -> str | None:
     return str(args[0]) if get_origin(unwrap(field.annotation)) is Literal and args else None
 
 
-def _model_for(annotation: Any, kind: str | None) -> type[BaseModel] | None:
-    """The model class a (possibly union) annotation means for a given ``kind`` tag."""
-    models = [m for m in _union_members(unwrap(annotation)) if _is_model(m)]
-    if not models:
-        return None
-    if len(models) == 1:
-        return models[0]
-    for model in models:
-        if _kind_of(model) == kind:
-            return model
-    return None
-
-
 def models_by_kind(annotation: Any) -> dict[str, type[BaseModel]]:
     """The models a field's annotation allows, by their ``kind`` tag ('' for an untagged one)."""
     members = [m for m in _union_members(unwrap(annotation)) if _is_model(m)]
     return {(_kind_of(m) or ""): m for m in members}
 
 
+def _model_for(annotation: Any, kind: str | None) -> type[BaseModel] | None:
+    """The model class a (possibly union) annotation means for a given ``kind`` tag."""
+    models = models_by_kind(annotation)
+    if len(models) == 1:
+        return next(iter(models.values()))
+    return models.get(kind) if kind else None
+
+
 def _kinds_of(annotation: Any) -> list[str]:
     """The ``kind`` tags of a (union of) tagged model(s)."""
-    members = [m for m in _union_members(unwrap(annotation)) if _is_model(m)]
-    return [k for k in (_kind_of(m) for m in members) if k is not None]
+    return [k for k in models_by_kind(annotation) if k]
 
 
 def _field_annotation(model_cls: type[BaseModel], path: tuple[str, ...], base: dict) -> Any | None:
