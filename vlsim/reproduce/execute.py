@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from vlsim.reproduce.plan import sweeps
 from vlsim.reproduce.spec import ReproduceConfig
 from vlsim.store import Store
-from vlsim.sweeps import PlannedRun, SweepOutcome, expand, fit_workers, run_sweep
+from vlsim.sweeps import PlannedRun, SweepOutcome, expand, run_sweep
 
 PROGRESS_EVERY = 30.0
 """Seconds between the progress lines on the runs in progress."""
@@ -33,8 +33,6 @@ class Execution:
 
     outcomes: list[SweepOutcome] = field(default_factory=list)
     seconds: float = 0.0
-    workers: int = 1
-    threads: int = 1
 
     @property
     def interrupted(self) -> bool:
@@ -73,13 +71,11 @@ def run_all(
     should_stop: Callable[[], bool] = lambda: False,
 ) -> Execution:
     """Run every unfinished run of the reproduction's sweeps; log one line per run."""
-    n_workers, n_threads = fit_workers(workers)
-    n_threads = int(threads) if threads else n_threads
     specs = sweeps(cfg)
     total = sum(len(expand(s)) for s in specs)
     done = 0
     t0 = time.monotonic()
-    out = Execution(workers=n_workers, threads=n_threads)
+    out = Execution()
 
     def on_event(what: str, p: PlannedRun, run_id: int | None, status: str) -> None:
         """One line per run skipped or ended (a job marks all its runs started at once)."""
@@ -109,7 +105,7 @@ def run_all(
             break
         log(f"sweep {spec.name}: {len(expand(spec))} runs ({len(spec.seeds)} seeds)")
         outcome = run_sweep(
-            spec, store, workers=n_workers, threads=n_threads, on_event=on_event,
+            spec, store, workers=workers, threads=threads, on_event=on_event,
             should_stop=stop_or_tick, max_batch=PROBE_MAX_BATCH if spec is specs[0] else None,
         )  # fmt: skip
         out.outcomes.append(outcome)

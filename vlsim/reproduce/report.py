@@ -53,11 +53,14 @@ CLAIMS: dict[int, tuple[str, str]] = {
 """Each claim's short title and the paper's statement of it."""
 
 
-def claim_numbers(cfg: ReproduceConfig, store: Store) -> dict[str, Any]:
-    """Everything that depends on the stored records: the claims, Figure 4, the tables."""
-    probes_run = collect(store, probe_spec(cfg))
+def claim_numbers(
+    cfg: ReproduceConfig, store: Store, collected: tuple[Any, Any] | None = None
+) -> dict[str, Any]:
+    """Everything that depends on the stored records: the claims, Figure 4, the tables.
+
+    collected: the probe and speed sweeps' `collect` results, when the caller has them."""
     speed = speed_spec(cfg)
-    speed_run = collect(store, speed)
+    probes_run, speed_run = collected or (collect(store, probe_spec(cfg)), collect(store, speed))
     probes = probe_records(store, probes_run)
     tables, c2, c3 = claims23(probes, cfg.level, cfg.prediction_draws)
     c1 = claim1(probes, cfg.linear_band, cfg.level)
@@ -92,8 +95,9 @@ def build_report(
 
     seconds and trained: this command's wall time and the runs it trained (the others had
     finished before: a rerun that trains nothing only rebuilds the report)."""
-    numbers = claim_numbers(cfg, store)
-    comp = compute(store, [collect(store, probe_spec(cfg)), collect(store, speed_spec(cfg))])
+    collected = (collect(store, probe_spec(cfg)), collect(store, speed_spec(cfg)))
+    numbers = claim_numbers(cfg, store, collected)
+    comp = compute(store, list(collected))
     comp["command_seconds"] = seconds
     comp["command_runs"] = trained
     full = scale_config("full")

@@ -29,8 +29,6 @@ SPEED_PAIRS: tuple[tuple[str, str], ...] = (("dapo", "dapo_vl_norm"), ("grpo", "
 PAPER_AGGREGATORS = ("grpo", "dapo", "dr_grpo", "vl_norm")
 """The aggregators the paper's claims name (the probes evaluate every registered one)."""
 
-Verdict = Literal["reproduced", "not reproduced", "inconclusive at this scale"]
-
 
 class ProbeSettings(BaseModel):
     """The probes of claims 1-3 (see vlsim.config.ProbeConfig; `every` is set by the plan)."""
