@@ -241,6 +241,29 @@ def test_static_decode_equals_dynamic_decode(greedy) -> None:
     assert torch.equal(a.truncated, b.truncated)
 
 
+def test_one_prefill_per_group_samples_what_a_prefill_per_row_samples() -> None:
+    """Rows that share a prompt prefill it once; tokens and log-probs stay exactly the same."""
+    from vlsim.batched import sample_stacked
+
+    torch.manual_seed(3)
+    policy = StackedPolicy.from_models([TinyGPT(model_config("small", 32, 64)) for _ in range(2)])
+    prompt = torch.randint(2, 32, (2, 6, 7)).repeat_interleave(4, dim=1)  # (K=2, 6 x G=4, Tp)
+
+    def draw(group_size):
+        gens = [torch.Generator().manual_seed(k) for k in range(2)]
+        return sample_stacked(
+            policy, prompt, 24, 1, 0, [1.0, 0.9], False, gens, False, group_size=group_size
+        )
+
+    a, b = draw(1), draw(4)
+    assert torch.equal(a.tokens, b.tokens) and torch.equal(a.lengths, b.lengths)
+    assert torch.equal(a.logprobs, b.logprobs)
+    with pytest.raises(ValueError, match="share one prompt"):
+        sample_stacked(policy, torch.randint(2, 32, (2, 8, 7)), 4, 1, 0, [1.0, 1.0], group_size=4)
+    with pytest.raises(ValueError, match="divide"):
+        sample_stacked(policy, prompt, 4, 1, 0, [1.0, 1.0], group_size=5)
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_graph_decode_equals_dynamic_decode() -> None:
     """On CUDA the captured decode step samples what the uncaptured dynamic loop samples."""

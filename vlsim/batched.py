@@ -39,13 +39,28 @@ def param_names(config: ModelConfig) -> list[str]:
 
 
 class StackedCache:
-    """Keys and values of K policies, preallocated: (L, K, N, H, capacity, D) each."""
+    """Keys and values of K policies, preallocated: (L, K, N, H, capacity, D) each.
 
-    def __init__(self, config: ModelConfig, K: int, N: int, capacity: int, like: torch.Tensor):
+    `zeroed=False` leaves the memory uninitialised (allocating ~3 MB of zeros per rollout cost
+    up to a tenth of the sampling time on 2 CPU cores): safe only when nothing reads positions
+    past `length`, as in dynamic mode. Static mode attends over the whole capacity under a
+    mask, and 0 x NaN is NaN, so it needs zeros.
+    """
+
+    def __init__(
+        self,
+        config: ModelConfig,
+        K: int,
+        N: int,
+        capacity: int,
+        like: torch.Tensor,
+        zeroed: bool = True,
+    ):
         D = config.n_embd // config.n_head
         shape = (config.n_layer, K, N, config.n_head, capacity, D)
-        self.k = torch.zeros(shape, device=like.device, dtype=like.dtype)
-        self.v = torch.zeros(shape, device=like.device, dtype=like.dtype)
+        make = torch.zeros if zeroed else torch.empty
+        self.k = make(shape, device=like.device, dtype=like.dtype)
+        self.v = make(shape, device=like.device, dtype=like.dtype)
         self.length = 0  # positions filled (dynamic mode)
 
     def select_rows(self, order: torch.Tensor) -> None:
@@ -53,6 +68,11 @@ class StackedCache:
         kk = torch.arange(order.shape[0], device=order.device)[:, None]  # (K, 1)
         self.k = self.k[:, kk, order]  # (L, K, n', H, cap, D)
         self.v = self.v[:, kk, order]
+
+    def repeat_rows(self, times: int) -> None:
+        """Repeat every row `times` times in place of one: (L, K, n, ...) -> (L, K, n times, ...)."""
+        self.k = self.k.repeat_interleave(times, dim=2)
+        self.v = self.v.repeat_interleave(times, dim=2)
 
 
 class StackedPolicy:
@@ -313,6 +333,7 @@ def sample_stacked(
     greedy: bool = False,
     generators: list[torch.Generator | None] | None = None,
     static: bool | None = None,
+    group_size: int = 1,
 ) -> SampleOutput:
     """Sample up to M tokens per row for K policies at once; prompt (K, N, Tp) -> (K, N, M).
 
@@ -323,6 +344,9 @@ def sample_stacked(
     policy has ended. Dynamic mode (CPU default) drops finished rows now and then and attends
     only to filled positions; static mode (CUDA default) keeps every shape fixed and replays
     the decode step as a CUDA graph on CUDA, so a step costs one launch, not hundreds.
+    With group_size G > 1, rows gG..gG+G-1 share one prompt (checked), and dynamic mode
+    prefills each prompt once and copies its cache G times (the same numbers, G times less
+    prefill work: a third of the sampling time on the default preset's 16 answers a prompt).
     """
     K, N, Tp = prompt.shape
     M = max_new_tokens
@@ -345,12 +369,18 @@ def sample_stacked(
     lengths = torch.full((K, N), M, dtype=torch.long, device=device)
     rows = torch.arange(N, device=device)[None].expand(K, N)  # (K, n) output row of each row
     live = torch.ones(K, N, dtype=torch.bool, device=device)  # (K, n)
-    if static:
+    G = _shared_prompt_rows(prompt, group_size)
+    if static:  # prefills every row: one launch on CUDA, where sharing would save little
         decode = _static_decoder(policy, K, N, Tp + M, device)
         logits = decode.prefill(prompt)  # (K, N, V)
     else:
-        cache = StackedCache(policy.config, K, N, Tp + M, policy.params["wte.weight"])
-        logits = policy(prompt, cache, head_from=Tp - 1)[:, :, -1]  # (K, n, V) prefill
+        cache = StackedCache(
+            policy.config, K, N // G, Tp + M, policy.params["wte.weight"], zeroed=False
+        )
+        logits = policy(prompt[:, ::G], cache, head_from=Tp - 1)[:, :, -1]  # (K, N/G, V) prefill
+        if G > 1:
+            cache.repeat_rows(G)
+            logits = logits.repeat_interleave(G, dim=1)  # (K, N, V)
     check_every = 8 if device.type == "cuda" else 1  # each check waits for the device
     for t in range(M):
         logp = F.log_softmax(logits.float() / temp, dim=-1)  # (K, n, V)
@@ -382,6 +412,17 @@ def sample_stacked(
     mask = torch.arange(M, device=device) < lengths[..., None]  # (K, N, M)
     ended = (tokens == eos_id).any(dim=2)  # (K, N)
     return SampleOutput(tokens, lengths, ~ended, logprobs, mask)
+
+
+def _shared_prompt_rows(prompt: torch.Tensor, group_size: int) -> int:
+    """group_size, after checking that each run of group_size rows of prompt (K, N, Tp) is one prompt."""
+    K, N, Tp = prompt.shape
+    if group_size < 1 or N % group_size:
+        raise ValueError(f"group_size={group_size} must be >= 1 and divide the {N} rows")
+    grouped = prompt.view(K, N // group_size, group_size, Tp)
+    if group_size > 1 and not torch.equal(grouped, grouped[:, :, :1].expand_as(grouped)):
+        raise ValueError(f"rows in a group of {group_size} must share one prompt")
+    return group_size
 
 
 class _StaticDecoder:

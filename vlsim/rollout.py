@@ -81,7 +81,7 @@ def rollout_stacked(
     prompts = torch.stack([encode_prompts(r, cfgs[0].task, tokenizer) for r in rows]).to(device)
     out = sample_stacked(
         policy, prompts, cfgs[0].max_new_tokens, tokenizer.eos_id, tokenizer.pad_id,
-        [c.temperature for c in cfgs], greedy, generators,
+        [c.temperature for c in cfgs], greedy, generators, group_size=group_size,
     )  # fmt: skip
     lengths, tokens, cut = out.lengths.tolist(), out.tokens.tolist(), out.truncated.cpu()
     texts, rewards = [], []
