@@ -108,26 +108,10 @@ class TaskConfig(BaseModel):
                 f"sizes {self.sizes} include {max(self.sizes)} numbers, but prompts hold "
                 f"n_numbers={self.n_numbers}: raise n_numbers or leave it unset"
             )
-        if self.size_weights:
-            if len(self.size_weights) != len(self.sizes):
-                raise ValueError(
-                    f"size_weights has {len(self.size_weights)} entries but sizes has "
-                    f"{len(self.sizes)}: give one weight per size"
-                )
-            if any(not (w >= 0 and math.isfinite(w)) for w in self.size_weights) or not sum(
-                self.size_weights
-            ):
-                raise ValueError("size_weights must be finite, >= 0 and not all 0")
-        if self.final_size_weights:
-            if len(self.final_size_weights) != len(self.sizes):
-                raise ValueError(
-                    f"final_size_weights has {len(self.final_size_weights)} entries but sizes "
-                    f"has {len(self.sizes)}: give one weight per size (a curriculum needs sizes)"
-                )
-            if any(not (w >= 0 and math.isfinite(w)) for w in self.final_size_weights) or not sum(
-                self.final_size_weights
-            ):
-                raise ValueError("final_size_weights must be finite, >= 0 and not all 0")
+        _check_weights("size_weights", self.size_weights, self.sizes, "")
+        _check_weights(
+            "final_size_weights", self.final_size_weights, self.sizes, " (a curriculum needs sizes)"
+        )
         needed = self.n_train + self.n_test
         most = self.max_distinct_problems()
         if needed > most:
@@ -204,6 +188,21 @@ class Problem:
     def key(self) -> tuple[tuple[int, ...], int]:
         """Identity of a problem regardless of number order (sorted numbers, target)."""
         return tuple(sorted(self.numbers)), self.target
+
+
+def _check_weights(
+    name: str, weights: tuple[float, ...], sizes: tuple[int, ...], hint: str
+) -> None:
+    """Refuse a non-empty weights field without one finite, >= 0 weight per size (not all 0)."""
+    if not weights:
+        return
+    if len(weights) != len(sizes):
+        raise ValueError(
+            f"{name} has {len(weights)} entries but sizes has {len(sizes)}: give one weight "
+            f"per size{hint}"
+        )
+    if any(not (w >= 0 and math.isfinite(w)) for w in weights) or not sum(weights):
+        raise ValueError(f"{name} must be finite, >= 0 and not all 0")
 
 
 def _apply(a: Fraction, op: str, b: Fraction) -> Fraction | None:

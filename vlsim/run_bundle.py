@@ -107,10 +107,14 @@ def fingerprint(run: RunRow, metrics: Sequence[dict[str, Any]]) -> str:
 class ImportResult:
     """What an import added: new run ids, duplicates skipped, and sweeps recorded by name."""
 
-    imported: int = 0
     skipped_duplicates: int = 0
     run_ids: list[int] = field(default_factory=list)
     sweeps: list[str] = field(default_factory=list)
+
+    @property
+    def imported(self) -> int:
+        """How many runs were added."""
+        return len(self.run_ids)
 
     def summary(self) -> str:
         """'imported 3 runs, skipped 1 duplicate' (and the sweeps, if any)."""

@@ -554,7 +554,6 @@ class Store(SweepRows):
                 seen.add(bundle.fingerprint)
                 result.run_ids.append(insert_bundle(conn, bundle))
             result.sweeps = self._import_sweeps(conn, sweeps)
-        result.imported = len(result.run_ids)
         return result
 
     def _holds(self, conn: sqlite3.Connection, bundle: RunBundle) -> bool:
