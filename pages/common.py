@@ -16,7 +16,7 @@ from vlsim.montecarlo import OPTIMAL, LabResult, run_lab
 
 DEFINITIONS = "/definitions"
 """URL path of the Definitions page; anchors: scale, drift, direction-bias, variance, cv,
-efficiency, slope, interval, verdict, speed-up, step-size-spread, variance-ratio,
+efficiency, slope, interval, verdict, speed-up, length-spread, step-size-spread, variance-ratio,
 reproduction-verdict."""
 
 

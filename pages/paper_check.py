@@ -23,6 +23,7 @@ from pages.paper_charts import (
 from pages.training_common import data_dir
 from vlsim.reproduce.claim_speed import PAPER_SPEEDUP
 from vlsim.reproduce.estimate import MEASURED_NOTE, quiet_range
+from vlsim.reproduce.lengths import LENGTHS_INTRO, display_rows, narrow_note, window_of
 from vlsim.reproduce.markdown import PAPER
 from vlsim.reproduce.report import latest_report, read_json
 from vlsim.reproduce.verdict import NOT_REPRODUCED, REPRODUCED, breakdown, ci_text
@@ -183,6 +184,15 @@ st.dataframe(
      for r in c4["conditions"]],
     hide_index=True, width="stretch",
 )  # fmt: skip
+
+# ---------------------------------------------------------------- answer lengths
+if rows := display_rows(lengths := report.get("lengths", {})):
+    st.header("Answer lengths in these runs", divider="gray")
+    st.markdown(LENGTHS_INTRO.format(window=window_of(lengths)))
+    st.dataframe(rows, hide_index=True, width="stretch")
+    st.caption(f"p90/p10: the step's length spread ({definition('length-spread')}).")
+    if note := narrow_note(lengths, report.get("config", {}).get("speed_preset", "its preset")):
+        st.info(note)
 
 # ---------------------------------------------------------------- cost and rerun
 st.header("Machine, compute, rerun", divider="gray")

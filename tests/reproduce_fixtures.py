@@ -10,6 +10,7 @@ import pandas as pd
 from vlsim.reproduce.claim_bias import claims23
 from vlsim.reproduce.claim_noise import claim1, figure4
 from vlsim.reproduce.claim_speed import claim4
+from vlsim.reproduce.lengths import length_rows
 from vlsim.reproduce.report import CLAIMS, FORMAT
 
 NAMES = ("grpo", "dapo", "dr_grpo", "seq_sum", "vl_norm")
@@ -106,4 +107,16 @@ def small_report(scale: str = "quick") -> dict[str, Any]:
         "estimate": {"this_scale_seconds": 290.0, "full_seconds": 3000.0, "workers": 2},
         "notes": [], "claims": claims, "figure4": figure4(recs["quick"], "quick"),
         "aggregators": tables, "runs": {},
+        "lengths": {"probes": length_rows({"quick": length_frames([(10, 40, 20.0), (12, 30, 16.0)])}),
+                    "speed": length_rows({"DAPO": length_frames([(10, 18, 12.0)])})},
     }  # fmt: skip
+
+
+def length_frames(steps: list[tuple[float, float, float]]) -> dict[int, pd.DataFrame]:
+    """Seed 0's metrics with these (p10, p90, mean) answer lengths at steps 0, 1, ..."""
+    rows = [{"step": -1}] + [
+        {"step": i, "charts/response_length_p10": a, "charts/response_length_p90": b,
+         "charts/response_length_mean": m}
+        for i, (a, b, m) in enumerate(steps)
+    ]  # fmt: skip
+    return {0: pd.DataFrame(rows)}

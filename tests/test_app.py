@@ -96,6 +96,7 @@ def test_definitions_page_renders_every_anchor():
         "interval",
         "verdict",
         "speed-up",
+        "length-spread",
         "step-size-spread",
         "variance-ratio",
         "reproduction-verdict",

@@ -43,8 +43,13 @@ def test_page_shows_verdicts_numbers_charts_and_the_rerun_command(data_dir) -> N
     )
     caption = " ".join(c.value for c in at.caption)
     assert "Report of the **quick** scale" in caption and str(data_dir) in caption
-    for anchor in ("slope", "step-size-spread", "direction-bias", "variance-ratio", "speed-up"):
+    anchors = ("slope", "step-size-spread", "direction-bias", "variance-ratio", "speed-up",
+               "length-spread")  # fmt: skip
+    for anchor in anchors:
         assert f"(/definitions#{anchor})" in caption, anchor
+    lengths = at.dataframe[-1].value
+    assert list(lengths["condition"]) == ["quick (claims 1-3)", "DAPO (claim 4)"]
+    assert "Claim 4's runs" in " ".join(i.value for i in at.info)
     figs = figures(at)
     scatter = next(f for t, f in figs.items() if t.startswith("Figure 4"))
     assert {t["name"] for t in scatter["data"]} >= {"paper's: g_i = A_i s_i", "fit: L^0.90"}

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 import pytest
-from reproduce_fixtures import frames, probes, small_report
+from reproduce_fixtures import frames, length_frames, probes, small_report
 
 from vlsim.cli import build_parser, main
 from vlsim.cli_reproduce import command_line
@@ -26,6 +26,7 @@ from vlsim.reproduce.claim_bias import claims23
 from vlsim.reproduce.claim_noise import claim1, figure4, slope_verdict
 from vlsim.reproduce.claim_speed import claim4
 from vlsim.reproduce.estimate import estimate_seconds
+from vlsim.reproduce.lengths import length_rows
 from vlsim.reproduce.plan import probe_spec, speed_spec
 from vlsim.reproduce.verdict import breakdown, combine
 from vlsim.stats import geometric_mean_ci, t_crit
@@ -256,6 +257,25 @@ def test_report_json_round_trips_and_renders_markdown(tmp_path) -> None:
         read_json(tmp_path / "bad.json")
 
 
+def test_length_rows_summarise_the_spread_and_growth_by_hand() -> None:
+    """Two seeds: spreads 4, 2, 3 and 5; means 10, 20 then 30, 50 (window 1)."""
+    seed0 = length_frames([(10, 40, 10.0), (10, 20, 20.0)])[0]
+    seed1 = length_frames([(10, 30, 30.0), (8, 40, 50.0)])[0]
+    (row,) = length_rows({"wide": {0: seed0, 1: seed1}, "empty": {}}, window=1)
+    assert row["condition"] == "wide" and (row["seeds"], row["steps"]) == (2, 4)
+    assert row["spread_median"] == pytest.approx(3.5) and row["spread_min"] == pytest.approx(2.0)
+    assert row["share_at_target"] == pytest.approx(0.75)  # 4, 3 and 5 reach 3; 2 does not
+    assert (row["mean_start"], row["mean_end"]) == (pytest.approx(20.0), pytest.approx(35.0))
+    assert row["growth"] == pytest.approx(35.0 / 20.0)
+
+
+def test_report_shows_the_lengths_and_says_when_claim4s_are_narrow() -> None:
+    text = markdown(small_report())
+    assert "## Answer lengths in these runs" in text
+    assert "| quick (claims 1-3) | 1 x 2 | 3.25 [2.50] | 50% | 18.0 -> 18.0 (x1.00) |" in text
+    assert "Claim 4's runs (its preset) had narrow lengths: median p90/p10 1.80-1.80" in text
+
+
 # ----------------------------------------------------------------------------- end to end
 
 
@@ -276,6 +296,8 @@ def test_tiny_reproduction_runs_reports_and_reruns_to_the_same_numbers(tmp_path,
 
     first, second = claim_numbers(cfg, Store(a)), claim_numbers(cfg, Store(b))
     assert dumps(first) == dumps(second)  # NaN-safe: compares the JSON text
+    assert [r["condition"] for r in first["lengths"]["probes"]] == ["quick"]
+    assert first["lengths"]["speed"][0]["steps"] == 2 * 4  # two seeds of 4 RL steps
     slopes = first["claims"][0]["presets"][0]["free"]["seeds"]
     assert any(math.isfinite(s["slope"]) for s in slopes)  # real numbers, not all missing
     assert main([*args, "--data-dir", str(a)]) == 0  # again: every run is skipped

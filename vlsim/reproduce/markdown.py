@@ -6,6 +6,7 @@ import math
 from typing import Any
 
 from vlsim.reproduce.estimate import MEASURED_NOTE, quiet_range
+from vlsim.reproduce.lengths import LENGTHS_INTRO, display_rows, narrow_note, window_of
 from vlsim.reproduce.machine import machine_text
 from vlsim.reproduce.verdict import breakdown, ci_text, num_text
 
@@ -171,6 +172,23 @@ def _claim4(c: dict[str, Any]) -> list[str]:
     ]
 
 
+def _lengths(lengths: dict[str, list[dict[str, Any]]], cfg: dict[str, Any]) -> list[str]:
+    """The answer-length section: each condition's spread (p90/p10) and mean length start/end."""
+    rows = display_rows(lengths)
+    if not rows:
+        return []
+    note = narrow_note(lengths, cfg.get("speed_preset", "its preset"))
+    return [
+        "",
+        "## Answer lengths in these runs",
+        "",
+        LENGTHS_INTRO.format(window=window_of(lengths)),
+        "",
+        *_table(list(rows[0]), [list(r.values()) for r in rows]),
+        *(["", note] if note else []),
+    ]
+
+
 def markdown(report: dict[str, Any]) -> str:
     """The whole report as a markdown document."""
     claims = {c["id"]: c for c in report["claims"]}
@@ -216,6 +234,7 @@ def markdown(report: dict[str, Any]) -> str:
             ]
         elif i == 4:
             lines += _claim4(c)
+    lines += _lengths(report.get("lengths", {}), report.get("config", {}))
     lines += [
         "",
         "## Compute and machine",

@@ -18,6 +18,7 @@ from vlsim.reproduce.claim_noise import claim1, figure4
 from vlsim.reproduce.claim_speed import claim4
 from vlsim.reproduce.collect import collect, compute, metric_frames, probe_records
 from vlsim.reproduce.estimate import estimate_seconds
+from vlsim.reproduce.lengths import length_rows
 from vlsim.reproduce.machine import describe
 from vlsim.reproduce.plan import probe_spec, speed_spec
 from vlsim.reproduce.spec import ReproduceConfig, scale_config
@@ -65,7 +66,8 @@ def claim_numbers(
     tables, c2, c3 = claims23(probes, cfg.level, cfg.prediction_draws)
     c1 = claim1(probes, cfg.linear_band, cfg.level)
     pairs = [tuple(p) for p in speed.analysis.pairs]
-    c4 = claim4(metric_frames(store, speed_run), pairs, cfg.threshold, cfg.smoothing, cfg.level)
+    speed_frames = metric_frames(store, speed_run)
+    c4 = claim4(speed_frames, pairs, cfg.threshold, cfg.smoothing, cfg.level)
     claims = [c1, c2, c3, c4]
     for claim in claims:
         claim["title"], claim["paper"] = CLAIMS[claim["id"]]
@@ -74,6 +76,10 @@ def claim_numbers(
         "claims": claims,
         "figure4": figure4(probes.get(first, {}), first),
         "aggregators": tables,
+        "lengths": {
+            "probes": length_rows(metric_frames(store, probes_run)),
+            "speed": length_rows(speed_frames),
+        },
         "runs": {"probes": _counts(probes_run), "speed": _counts(speed_run)},
     }
 
