@@ -15,6 +15,7 @@ import argparse
 import os
 import statistics
 import tempfile
+import time
 from pathlib import Path
 
 import torch
@@ -52,12 +53,14 @@ def main() -> None:
     for _ in range(args.warmup):
         trainer.step()
     keys = ["time/sampling", "time/reward", "time/backward", "time/optimizer", "time/step"]
-    records, padded, longest, full = [], [], [], []
+    records, padded, longest, full, processed = [], [], [], [], []
     for _ in range(args.steps):
         records.append(trainer.step())
         ro = trainer.batch.last_rollouts
         Tp = ro.prompts.shape[2]
-        padded.append(plan_buckets(ro.lengths, Tp).padded_fraction)
+        buckets = plan_buckets(ro.lengths, Tp)
+        padded.append(buckets.padded_fraction)
+        processed.append(buckets.processed)
         longest.append(single_bucket(ro.lengths, Tp, int(ro.lengths.max())).padded_fraction)
         full.append(single_bucket(ro.lengths, Tp, cfg.max_new_tokens).padded_fraction)
     for key in keys:
@@ -74,7 +77,36 @@ def main() -> None:
         f"{statistics.median(full):.1%} (padded to M)"
     )
     print(f"steps/s {1 / statistics.median(r['time/step'] for r in records):.2f}")
+    floor(
+        trainer.model,
+        statistics.median(processed),
+        statistics.median(r["time/backward"] for r in records),
+    )
     print(f"load average during the run: {os.getloadavg()[0]:.1f} ({os.cpu_count()} cores)")
+
+
+def floor(model: torch.nn.Module, positions: float, measured: float) -> None:
+    """Print the training pass's matmul work, this machine's matmul speed at its shapes, and the
+    time the pass cannot go under (forward + backward = 3 x 2 x weights multiply-adds a position)."""
+    cfg = model.config
+    weights = sum(p.numel() for n, p in model.named_parameters() if n.startswith("blocks."))
+    weights += cfg.n_embd * cfg.vocab_size  # the tied output head
+    flop = 6 * weights * positions
+    n, C = int(positions), cfg.n_embd
+    speeds = []
+    for k, m in ((C, 3 * C), (C, 4 * C), (4 * C, C)):  # the qkv, MLP-in and MLP-out shapes
+        a, b = torch.randn(n, k), torch.randn(k, m)
+        a @ b
+        start = time.perf_counter()
+        for _ in range(20):
+            a @ b
+        speeds.append(2 * n * k * m * 20 / (time.perf_counter() - start))
+    peak = max(speeds)
+    print(
+        f"training pass: {flop / 1e9:.1f} GFLOP ({positions:.0f} positions x 6 x {weights / 1e6:.2f}M "
+        f"weights); float32 matmuls at its shapes run at {min(speeds) / 1e9:.0f}-{peak / 1e9:.0f} "
+        f"GFLOPS here, so the pass cannot take under {flop / peak:.3f} s (measured {measured:.3f} s)"
+    )
 
 
 if __name__ == "__main__":
