@@ -404,6 +404,13 @@ PRESETS: dict[str, dict[str, Any]] = {
         # swings because p90 sits in the 4-number answers (28-96 tokens, some truncated at M)
         # while p10 stays at 12-15 tokens. Mean length 29.4 -> 25.1; held-out mean@k 0.109 ->
         # 0.141 (best 0.164): about 3 points in 10 RL minutes, at the edge of evaluation noise.
+        # TRIED: sizes (2, 3, 5) at 40/20/40% with M = 128, so that the shortest 5-number answer
+        # (4 steps, ~44 tokens) is ~3.4x the shortest 2-number one: worse, p90/p10 1.78-4.33
+        # over 600 steps (under 3 at 10 of 12 evaluations). The policy solves almost no
+        # 5-number problem, stops writing their paths out (p90 fell from 61 to 32 tokens) and
+        # keeps dead ends in its 2-number answers (p10 rose to 17-35); held-out mean@k rose
+        # more, 0.091 -> 0.169. Lengths follow problem size only where the policy still writes
+        # the search out, so the spread floor is set by its habits, not by the task alone.
         "task": {"sizes": [2, 3, 4], "size_weights": [0.4, 0.2, 0.4]},
         "trace": STEP_TRACES,
         "max_new_tokens": 96,
