@@ -316,13 +316,15 @@ class Binder(Generic[M]):
 
     def widget(self, path: str, label: str | None = None, *, help: str | None = None,
                more_help: str = "", slider: bool = False, radio: bool = False,
-               options: Sequence[Any] | None = None, **kwargs: Any) -> Any:  # fmt: skip
+               options: Sequence[Any] | None = None, fallback: Any = None,
+               **kwargs: Any) -> Any:  # fmt: skip
         """Draw one field's widget, chosen from its annotation, and return its value.
 
         label defaults to the field's name, help to its description (more_help is appended).
         Numbers get a number box (a slider with slider=True; bounded=True puts the field's
         bounds on the box); a Literal or given options a select (a radio with radio=True, a
-        select slider with slider=True); a list a multiselect; a bool a toggle; a tagged union
+        select slider with slider=True; a value no longer among the options, such as a run
+        deleted since, becomes `fallback`, else the first option); a list a multiselect; a bool a toggle; a tagged union
         a family select with a number box per parameter (see `family`); anything else a text
         box (a text area with area=True).
         """
@@ -340,6 +342,8 @@ class Binder(Generic[M]):
             return st.multiselect(label, list(choices), key=key, help=help, **kwargs)
         if kind == "choice" or options is not None:
             choices = list(options if options is not None else get_args(_plain(field.annotation)))
+            if choices and st.session_state.get(key) not in choices:
+                st.session_state[key] = fallback if fallback in choices else choices[0]
             draw = st.radio if radio else st.select_slider if slider else st.selectbox
             return draw(label, choices, key=key, help=help, **kwargs)
         if kind == "bool":

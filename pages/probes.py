@@ -196,8 +196,6 @@ if not runs:
 
 ids = [r.id for r in runs]
 by_id = {r.id: r for r in runs}
-if st.session_state[f"{K}run"] not in ids:
-    st.session_state[f"{K}run"] = ids[0]
 run_id = shown.widget(
     "run",
     options=ids,
@@ -206,8 +204,6 @@ run_id = shown.widget(
 )
 probes = store.probes(run_id)
 steps = [p.get("step") for p in probes]
-if st.session_state[f"{K}step"] not in steps:
-    st.session_state[f"{K}step"] = steps[-1]
 
 meta = probes[-1].get("meta") if isinstance(probes[-1].get("meta"), dict) else {}
 if meta:
@@ -262,6 +258,7 @@ shown.widget(
     "step",
     "probe step",
     options=steps,
+    fallback=steps[-1],
     slider=True,
     help="Which probe record the scatters, the entropy bins and the table show.",
 )

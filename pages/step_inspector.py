@@ -53,8 +53,6 @@ if not runs:
     st.stop()
 
 ids = [r.id for r in runs]
-if st.session_state[f"{K}run"] not in ids:
-    st.session_state[f"{K}run"] = ids[0]
 by_id = {r.id: r for r in runs}
 run_id = shown.widget(
     "run", options=ids, format_func=lambda i: f"{i}: {by_id[i].name} ({by_id[i].status})"
@@ -89,8 +87,6 @@ if not has_full_groups(records):
 config = run.config
 max_len = int(config.get("max_new_tokens", 1))
 steps = steps_with_groups(records)
-if st.session_state[f"{K}step"] not in steps:  # first visit, or another run
-    st.session_state[f"{K}step"] = steps[-1]
 st.session_state.setdefault(f"{K}alpha", float(config.get("alpha", 1.0)))
 st.session_state.setdefault(f"{K}scope", str(config.get("scope", "group")))
 st.session_state.setdefault(f"{K}names", DEFAULT_NAMES)
@@ -118,7 +114,7 @@ with st.sidebar:
 
 c1, c2 = st.columns(2)
 with c1:
-    step = shown.widget("step", "logged step", options=steps)
+    step = shown.widget("step", "logged step", options=steps, fallback=steps[-1])
 groups = groups_at(records, step, bool(config.get("std_normalize", True)), config.get("group_size"))
 if st.session_state.get(f"{K}group", 0) >= len(groups):
     st.session_state[f"{K}group"] = 0
