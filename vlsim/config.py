@@ -411,6 +411,12 @@ PRESETS: dict[str, dict[str, Any]] = {
         # keeps dead ends in its 2-number answers (p10 rose to 17-35); held-out mean@k rose
         # more, 0.091 -> 0.169. Lengths follow problem size only where the policy still writes
         # the search out, so the spread floor is set by its habits, not by the task alone.
+        # TRIED too (1,000 steps each, reward patched outside vlsim): format_reward 0.1 only for
+        # a complete attempt (every given number used once, wrong value). On this preset:
+        # p90/p10 2.54-5.55 (median 3.06, under 3 at 7 of 20 evaluations), held-out mean@k
+        # 0.109 -> 0.198 in 8.9 RL min; with sizes (2, 3, 5), M = 128: 2.40-4.11 (median 3.32,
+        # under 3 at 6 of 20), 0.091 -> 0.190 in 10.7 RL min. p10 held at 11-15 tokens in both;
+        # the credit about doubles what the policy learns, but p90 still sinks to 33-35 tokens.
         "task": {"sizes": [2, 3, 4], "size_weights": [0.4, 0.2, 0.4]},
         "trace": STEP_TRACES,
         "max_new_tokens": 96,
