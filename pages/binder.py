@@ -324,9 +324,9 @@ class Binder(Generic[M]):
         Numbers get a number box (a slider with slider=True; bounded=True puts the field's
         bounds on the box); a Literal or given options a select (a radio with radio=True, a
         select slider with slider=True; a value no longer among the options, such as a run
-        deleted since, becomes `fallback`, else the first option); a list a multiselect; a bool a toggle; a tagged union
-        a family select with a number box per parameter (see `family`); anything else a text
-        box (a text area with area=True).
+        deleted since, becomes `fallback`, else the first option); a list a multiselect; a
+        bool a toggle; a tagged union a family select with a number box per parameter (see
+        `family`); anything else a text box (a text area with area=True).
         """
         field = self.field(path)
         label = label or path.rsplit(".", 1)[-1].replace("_", " ")

@@ -191,7 +191,7 @@ if rows := display_rows(lengths := report.get("lengths", {})):
     st.markdown(LENGTHS_INTRO.format(window=window_of(lengths)))
     st.dataframe(rows, hide_index=True, width="stretch")
     st.caption(f"p90/p10: the step's length spread ({definition('length-spread')}).")
-    if note := narrow_note(lengths, report.get("config", {}).get("speed_preset", "its preset")):
+    if note := narrow_note(lengths, report.get("config", {})):
         st.info(note)
 
 # ---------------------------------------------------------------- cost and rerun

@@ -90,7 +90,7 @@ def display_rows(lengths: dict[str, list[dict[str, Any]]]) -> list[dict[str, str
         for r in lengths.get(part, []):
             out.append({
                 "condition": f"{r['condition']} ({label})",
-                "seeds x steps": f"{r['seeds']} x {r['steps'] // max(r['seeds'], 1)}",
+                "seeds x steps": f"{r['seeds']} x {r['steps'] // r['seeds']}",
                 "p90/p10 median [min]": f"{r['spread_median']:.2f} [{r['spread_min']:.2f}]",
                 "steps with p90/p10 >= 3": f"{100 * r['share_at_target']:.0f}%",
                 "mean length, first -> last steps":
@@ -99,9 +99,11 @@ def display_rows(lengths: dict[str, list[dict[str, Any]]]) -> list[dict[str, str
     return out
 
 
-def narrow_note(lengths: dict[str, list[dict[str, Any]]], speed_preset: str) -> str:
-    """A sentence when every claim-4 condition's median spread is under 3 (else '')."""
+def narrow_note(lengths: dict[str, list[dict[str, Any]]], config: dict[str, Any]) -> str:
+    """A sentence when every claim-4 condition's median spread is under 3 (else ''); config is
+    the report's reproduction config (it names claim 4's preset)."""
     speed = lengths.get("speed", [])
+    speed_preset = config.get("speed_preset", "its preset")
     if not speed or max(r["spread_median"] for r in speed) >= SPREAD_TARGET:
         return ""
     spreads = [r["spread_median"] for r in speed]

@@ -177,7 +177,7 @@ def _lengths(lengths: dict[str, list[dict[str, Any]]], cfg: dict[str, Any]) -> l
     rows = display_rows(lengths)
     if not rows:
         return []
-    note = narrow_note(lengths, cfg.get("speed_preset", "its preset"))
+    note = narrow_note(lengths, cfg)
     return [
         "",
         "## Answer lengths in these runs",
