@@ -222,8 +222,19 @@ def test_curriculum_moves_the_training_mix_from_start_to_final_weights() -> None
         assert {k: counts[k] for k in (2, 3, 4)} == expected  # largest-remainder quotas
 
 
-def test_no_curriculum_draws_exactly_as_before() -> None:
-    task = preset_config("wide").task
+def test_mixed_task_without_curriculum_holds_every_size_in_its_share_each_step() -> None:
+    task = TaskConfig(sizes=(2, 3, 4), size_weights=(0.4, 0.2, 0.4))
+    train, _ = make_splits(task)
+    rng = np.random.default_rng(5)
+    for progress in (0.0, 0.7):
+        drawn = task.draw_training_problems(train, 16, progress, rng)
+        assert len({p.key for p in drawn}) == 16
+        counts = Counter(len(p.numbers) for p in drawn)
+        assert {k: counts[k] for k in (2, 3, 4)} == {2: 7, 3: 3, 4: 6}  # 6.4/3.2/6.4 rounded
+
+
+def test_single_size_task_draws_uniformly_as_before() -> None:
+    task = TaskConfig()
     train, _ = make_splits(task)
     a = task.draw_training_problems(train, 16, 0.7, np.random.default_rng(5))
     idx = np.random.default_rng(5).choice(len(train), size=16, replace=False)

@@ -153,14 +153,14 @@ class TaskConfig(BaseModel):
     def draw_training_problems(
         self, problems: Sequence[Problem], count: int, progress: float, rng: np.random.Generator
     ) -> list[Problem]:
-        """`count` distinct training problems; a curriculum fixes how many of each size (quota).
+        """`count` distinct training problems; a mixed task fixes how many of each size (quota).
 
-        Without a curriculum this is a uniform draw without replacement, as it always was (the
-        same random stream gives the same problems). With one, the sizes' counts follow
-        training_shares(progress) by largest remainder, and each size's problems are a uniform
-        draw from that size's training problems.
+        A single-size task draws uniformly without replacement. A mixed one gives each size its
+        count from training_shares(progress) by largest remainder (so every step holds each
+        size in its share, and a step's length spread does not hang on the luck of the draw),
+        and draws each size's problems uniformly from that size's training problems.
         """
-        if not self.final_size_weights:
+        if not self.sizes:
             idx = rng.choice(len(problems), size=count, replace=False)
             return [problems[i] for i in idx]
         chosen: list[Problem] = []
