@@ -385,6 +385,22 @@ def test_dry_run_shows_the_plan_and_runs_nothing(tmp_path, capsys) -> None:
     assert "unknown aggregator 'nope'" in capsys.readouterr().err
 
 
+def test_a_run_stored_before_a_field_existed_still_matches_its_plan(tmp_path) -> None:
+    """Fields are added with defaults that keep the old behaviour; old runs are not redone."""
+    spec = parse_spec(tiny_spec("old"))
+    store = Store(tmp_path)
+    plan = expand(spec)
+    for p in plan:
+        old = {k: v for k, v in p.config.items() if k != "max_grad_norm"}  # stored before it
+        run_id = store.create_run(p.name, "train", old, seed=p.seed, group_name=spec.group(),
+                                  total_steps=4, status="running")  # fmt: skip
+        store.set_status(run_id, "finished")
+    stored = stored_runs(store, spec)
+    assert set(stored) == {p.key for p in plan}
+    changed = parse_spec(tiny_spec("old", base={**TINY_BASE, "max_grad_norm": 0.5}))
+    assert not set(stored_runs(store, changed)) & {p.key for p in expand(changed)}  # not these
+
+
 def test_report_of_hand_made_runs_pairs_only_shared_data(tmp_path) -> None:
     """Same seed, different trace lengths: different warm starts, so the comparison is unpaired."""
     spec = parse_spec(

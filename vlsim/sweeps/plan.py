@@ -270,15 +270,29 @@ def plan_table(plan: list[PlannedRun], status: Mapping[str, RunInfo] | None = No
     return pd.DataFrame(rows, columns=["#", "condition", "seed", "run", "status"])
 
 
+def current_form(kind: str, config: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A stored config as today's model writes it: fields added since get their defaults.
+
+    A field is only ever added with a default that keeps the old behaviour, so a run stored
+    before it existed still matches its plan. A config today's model refuses stays as stored.
+    """
+    model = LabConfig if kind == "lab" else TrainConfig
+    try:
+        return model.model_validate(dict(config)).model_dump(mode="json")
+    except ValidationError:
+        return config
+
+
 def stored_runs(store: Store, spec: SweepSpec) -> dict[str, RunInfo]:
     """{config key: stored run} for this sweep's runs (a finished run wins over a repeat).
 
-    The runs pass the liveness check first: a dead 'running' run reads 'stopped'.
+    The runs pass the liveness check first: a dead 'running' run reads 'stopped'. Each stored
+    config is read in its current form (`current_form`) before its key is taken.
     """
     out: dict[str, RunInfo] = {}
     runs = check_runs(store, store.list_runs(group_name=spec.group()))
     for info in sorted(runs, key=lambda r: r.id):
-        key = config_key(info.kind, info.config)
+        key = config_key(info.kind, current_form(info.kind, info.config))
         old = out.get(key)
         if old is None or old.status != "finished":
             out[key] = info
