@@ -201,8 +201,8 @@ quiet_low, quiet_high = quiet_range(est["full_seconds"])
 st.markdown(
     f"- **Runs** {comp['runs']} of {comp['runs_planned']} finished: {comp['policy_steps']:,} "
     f"RL policy-steps, {comp['warm_starts']} warm starts, {comp['probes']} gradient probes.\n"
-    f"- **Time** {(comp.get('elapsed_seconds') or 0) / 60:.1f} min from first start to last "
-    f"end, {(comp.get('worker_seconds') or 0) / 60:.1f} worker-minutes; the full scale is "
+    f"- **Time** {(comp.get('elapsed_seconds') or 0) / 60:.1f} min with runs training, "
+    f"{(comp.get('worker_seconds') or 0) / 60:.1f} worker-minutes; the full scale is "
     f"estimated at {quiet_low / 60:.0f}-{quiet_high / 60:.0f} min on a quiet machine with "
     f"{est['workers']} workers ({MEASURED_NOTE}).\n"
     f"- **Machine** {m['cpu']}, {m['cores']} cores, torch {m['torch']} on {m['device']}, "

@@ -303,3 +303,17 @@ def test_tiny_reproduction_runs_reports_and_reruns_to_the_same_numbers(tmp_path,
     assert main([*args, "--data-dir", str(a)]) == 0  # again: every run is skipped
     assert "already finished" in capsys.readouterr().out
     assert dumps(claim_numbers(cfg, Store(a))) == dumps(first)
+
+
+def test_wall_time_counts_only_the_time_some_run_was_training() -> None:
+    # Two overlapping runs (0-100 s, 50-150 s), then one redone a day later (86,400-86,460 s).
+    from vlsim.reproduce.collect import _busy_seconds
+    from vlsim.store import RunInfo
+
+    def run(i: int, start: float, end: float) -> RunInfo:
+        return RunInfo(id=i, name=str(i), kind="train", config={}, status="finished",
+                       created=start, started=start, finished=end)  # fmt: skip
+
+    assert _busy_seconds([run(1, 0, 100), run(2, 50, 150)]) == 150
+    assert _busy_seconds([run(3, 86_400, 86_460), run(1, 0, 100), run(2, 50, 150)]) == 210
+    assert _busy_seconds([run(1, 0, 100), run(2, 20, 30)]) == 100  # one inside another

@@ -67,7 +67,9 @@ def compute(store: Store, collected: list[Collected]) -> dict[str, Any]:
 
     worker_seconds sums, over the jobs, the time from the job's first run start to its last
     run end (a job is one worker process: about the core time with one thread per worker);
-    elapsed_seconds spans the first start to the last finish of them all.
+    elapsed_seconds is the wall time while some run was training: the first start to the last
+    finish less the gaps with none running (runs redone later, in another sitting, add their
+    own time, not the days between).
     """
     infos = [info for c in collected for by_seed in c.runs.values() for info in by_seed.values()]
     steps = sum(int(i.config.get("steps", 0)) for i in infos)
@@ -92,8 +94,22 @@ def compute(store: Store, collected: list[Collected]) -> dict[str, Any]:
         "sft_steps": sft,
         "probes": probes,
         "worker_seconds": _job_seconds(infos),
-        "elapsed_seconds": (max(ends) - min(starts)) if starts and ends else None,
+        "elapsed_seconds": _busy_seconds(infos) if starts and ends else None,
     }
+
+
+def _busy_seconds(infos: list[RunInfo]) -> float:
+    """Length of the union of the runs' (start, finish) intervals."""
+    spans = sorted(
+        (i.started, i.finished) for i in infos if i.started is not None and i.finished is not None
+    )
+    total, lo, hi = 0.0, *spans[0]
+    for start, end in spans[1:]:
+        if start > hi:
+            total += hi - lo
+            lo = start
+        hi = max(hi, end)
+    return total + hi - lo
 
 
 def _warm_configs(infos: list[RunInfo]) -> list[dict[str, Any]]:

@@ -242,8 +242,9 @@ def markdown(report: dict[str, Any]) -> str:
         f"- {comp['runs']} of {comp['runs_planned']} runs finished: {comp['policy_steps']:,} RL "
         f"policy-steps ({_steps(comp.get('steps_per_run', {}))}), {comp['warm_starts']} warm "
         f"starts ({comp['sft_steps']:,} supervised steps), {comp['probes']} gradient probes.",
-        f"- Wall time {_minutes(comp['elapsed_seconds'])} from the first run's start to the last "
-        f"run's end; worker time {_minutes(comp['worker_seconds'])} (summed over jobs). "
+        f"- Wall time {_minutes(comp['elapsed_seconds'])} with runs training (the first run's "
+        f"start to the last run's end, less any gap with none running); worker time "
+        f"{_minutes(comp['worker_seconds'])} (summed over jobs). "
         f"{_this_command(comp)}",
         f"- Estimated wall time with {est['workers']} worker(s), from {MEASURED_NOTE}: "
         + (
