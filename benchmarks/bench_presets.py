@@ -2,7 +2,9 @@
 
 Runs one preset (optionally with a recipe or another aggregator) for --steps RL steps and
 prints, at every evaluation, the spread of the step's answer lengths (p10, p90 and p90/p10 of
-`charts/response_length_*`), the step's mean length, and held-out sampled accuracy (mean@k).
+`charts/response_length_*`), the step's mean length, and held-out sampled accuracy (mean@k);
+on a mixed task a second line gives the step's lengths and share correct per problem size (it
+shows which sizes set p10 and p90, and whether an unsolved size's answers keep their length).
 The summary gives the smallest p90/p10 over the evaluations (the `wide` preset's target: >= 3),
 the mean length at the start and end (mean of the first and last --window steps; the `growing`
 preset's target: end/start >= 1.5), held-out accuracy start and end, steps, RL minutes and the
@@ -74,8 +76,27 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
             row["ratio"] = row["p90"] / max(row["p10"], 1.0)
             rows.append(row)
             _print(row)
+            if len(cfg.task.counts()) > 1:
+                print(by_size(trainer), flush=True)
     rows[0]["step_means"] = [r["charts/response_length_mean"] for r in window]
     return rows
+
+
+def by_size(trainer: Trainer) -> str:
+    """The step's answers per problem size: median (quartiles) of lengths and share correct."""
+    ro = trainer.batch.last_rollouts.policy(0)
+    parts = []
+    for size in trainer.cfg.task.counts():
+        rows = [i for i, p in enumerate(ro.problems) if len(p.numbers) == size]
+        if not rows:
+            continue
+        lengths = ro.lengths[rows].float()
+        correct = (ro.rewards[rows] >= 1).float().mean()
+        parts.append(
+            f"{size} numbers: median {lengths.quantile(0.5):.0f} (p25 {lengths.quantile(0.25):.0f}, "
+            f"p75 {lengths.quantile(0.75):.0f}), correct {correct:.2f}"
+        )
+    return "       " + " | ".join(parts)
 
 
 def _print(row: dict[str, Any]) -> None:
