@@ -389,34 +389,30 @@ PRESETS: dict[str, dict[str, Any]] = {
         "steps": 400,
     },
     "wide": {
-        # Lengths stay wide through the TASK: 2-, 3- and 4-number CountDown mixed (40/20/40%).
+        # Lengths stay wide through the TASK: 2-, 3- and 4-number CountDown mixed (40/20/40%,
+        # and every RL step holds each size in that share: 7, 3 and 6 of its 16 prompts).
         # Every warm-start trace writes each combination step of its path (keep_path), plus
         # dead ends in proportion to the steps (median 8 tokens a step), so a 4-number answer
         # is about three times a 2-number one; even a policy that drops every dead end still
         # writes 3 steps for 4 numbers and 1 for 2. No planted wrong answers (wrong_rate 0).
-        # MEASURED (benchmarks/bench_presets.py, GRPO, seed 0, 1 thread on a shared 2-core
-        # machine, load 3-5): over 300 steps (6.4 RL minutes) the step's p90/p10 stayed between
-        # 2.72 and 4.02 (median 3.27; 3 of 12 evaluations under 3, so the ">= 3 at every
-        # evaluation" target is not met), mean length 26.3 -> 25.0 tokens; held-out mean@k
-        # 0.086 -> 0.107 (best 0.148; 96 problems x 4 samples, so +-0.03 is noise). Over 1,000
-        # steps (--steps 1000 --eval-every 50, 19.1 RL minutes, load 3.1) p90/p10 ranged 2.18 to
-        # 6.86 (median 3.28), under 3 at 7 of 20 evaluations: the target is NOT met. The spread
-        # swings because p90 sits in the 4-number answers (28-96 tokens, some truncated at M)
-        # while p10 stays at 12-15 tokens. Mean length 29.4 -> 25.1; held-out mean@k 0.109 ->
-        # 0.141 (best 0.164): about 3 points in 10 RL minutes, at the edge of evaluation noise.
-        # TRIED: sizes (2, 3, 5) at 40/20/40% with M = 128, so that the shortest 5-number answer
-        # (4 steps, ~44 tokens) is ~3.4x the shortest 2-number one: worse, p90/p10 1.78-4.33
-        # over 600 steps (under 3 at 10 of 12 evaluations). The policy solves almost no
-        # 5-number problem, stops writing their paths out (p90 fell from 61 to 32 tokens) and
-        # keeps dead ends in its 2-number answers (p10 rose to 17-35); held-out mean@k rose
-        # more, 0.091 -> 0.169. Lengths follow problem size only where the policy still writes
-        # the search out, so the spread floor is set by its habits, not by the task alone.
-        # TRIED too (1,000 steps each, reward patched outside vlsim): format_reward 0.1 only for
-        # a complete attempt (every given number used once, wrong value). On this preset:
-        # p90/p10 2.54-5.55 (median 3.06, under 3 at 7 of 20 evaluations), held-out mean@k
-        # 0.109 -> 0.198 in 8.9 RL min; with sizes (2, 3, 5), M = 128: 2.40-4.11 (median 3.32,
-        # under 3 at 6 of 20), 0.091 -> 0.190 in 10.7 RL min. p10 held at 11-15 tokens in both;
-        # the credit about doubles what the policy learns, but p90 still sinks to 33-35 tokens.
+        # MEASURED (benchmarks/bench_presets.py --preset wide --steps 1000 --eval-every 50,
+        # GRPO, seed 0, 1 thread, shared 2-core machine): over 1,000 steps (10.0 RL minutes)
+        # the step's p90/p10 ranged 2.83 to 8.00 (median 3.67), under 3 at 3 of 20 evaluations
+        # (2.92, 2.88, 2.83; seed 1: 2.10-6.95, under 3 at 6 of 20): the ">= 3 at every
+        # evaluation" target is NOT met. Mean length 31.6 -> 29.3 tokens. Held-out mean@k
+        # 0.109 -> 0.177 (best 0.182; 96 problems x 4 samples, so +-0.03 is noise): about 7
+        # points in 10 RL minutes (seed 1: 0.076 -> 0.115, best 0.141). p10 sits in the
+        # 2-number answers (9-13 tokens), p90 in the 4-number ones (34-96), which the policy
+        # almost never solves; when it shortens them, p90/p10 dips under 3. Before each step
+        # held every size in its share (a uniform draw), the same runs gave 2.18-6.86 (median
+        # 3.28, under 3 at 7 of 20; seed 1: 1.62-4.45, 11 of 20) and 0.109 -> 0.141.
+        # TRIED and not shipped (docs/presets.md has the figures): sizes (2, 3, 5); weights
+        # 40/10/50; credit for a complete wrong attempt; grading the written work (the policy's
+        # written arithmetic is mostly wrong, so no 3- or 4-number answer ever earned it);
+        # warm-start traces where thorough searches are more often right; traces that write
+        # the numbers still to combine after each step (2 seeds: under 3 at 2 and 5 of 20). In
+        # every one the unsolved sizes' answers drift to the 2-number answers' length within
+        # 150-800 steps: lengths follow problem size only while bigger problems earn a reward.
         "task": {"sizes": [2, 3, 4], "size_weights": [0.4, 0.2, 0.4]},
         "trace": STEP_TRACES,
         "max_new_tokens": 96,
