@@ -56,8 +56,10 @@ def reference_runs_button(
         if result.skipped_duplicates
         else ""
     )
+    recorded = f", recorded {result.written[:10]}" if result.written else ""
     st.session_state[_MESSAGE] = (
-        f"Loaded {result.imported} reference run{'' if result.imported == 1 else 's'}{skipped}."
+        f"Loaded {result.imported} reference run{'' if result.imported == 1 else 's'}{skipped}"
+        f"{recorded}."
     )
     if on_loaded is not None:
         on_loaded(result)

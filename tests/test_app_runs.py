@@ -114,7 +114,11 @@ def test_an_empty_store_loads_the_reference_runs_with_one_button(data_dir, page)
     button.click().run()
     no_exceptions(at)
     n = len(shipped.runs)
-    assert [s.value for s in at.success] == [f"Loaded {n} reference run{'' if n == 1 else 's'}."]
+    day = (shipped.created or "")[:10]  # the archive says when it was written
+    loaded = f"Loaded {n} reference run{'' if n == 1 else 's'}" + (
+        f", recorded {day}" if day else ""
+    )
+    assert [s.value for s in at.success] == [f"{loaded}."]
     assert not [b for b in at.button if b.key == key]  # the store is not empty any more
     runs = Store(data_dir).list_runs()
     assert sorted(r.name for r in runs) == sorted(b.run.name for b in shipped.runs)

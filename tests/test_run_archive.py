@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import math
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -118,7 +119,11 @@ def test_duplicates_are_skipped_and_counted(source, archive, tmp_path) -> None:
     again = import_runs(dst, archive)
     assert (again.imported, again.skipped_duplicates, again.run_ids) == (0, 7, [])
     assert again.sweeps == [] and snapshot(dst) == before
-    assert again.summary() == "imported 0 runs, skipped 7 duplicates"
+    assert (
+        again.summary()
+        == f"imported 0 runs, skipped 7 duplicates (archive written {again.written})"
+    )
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", again.written)  # the header's date
     # twice in one file: the second copy is skipped
     doc = json.loads(gzip.decompress(archive.read_bytes()))
     doc["runs"].append(doc["runs"][0])

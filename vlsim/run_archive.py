@@ -290,7 +290,9 @@ def import_runs(store: Store, path: str | Path) -> ImportResult:
     archive = read_archive(path)
     sweeps = [{**s.model_dump(), "spec": SweepSpec.model_validate(s.spec).model_dump_json()}
               for s in archive.sweeps]  # fmt: skip
-    return store.import_runs(archive.runs, sweeps)
+    result = store.import_runs(archive.runs, sweeps)
+    result.written = archive.created
+    return result
 
 
 # ----------------------------------------------------------------------------- reference runs

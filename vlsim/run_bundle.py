@@ -110,6 +110,7 @@ class ImportResult:
     skipped_duplicates: int = 0
     run_ids: list[int] = field(default_factory=list)
     sweeps: list[str] = field(default_factory=list)
+    written: str | None = None  # when the archive was written (its header's "created"), if known
 
     @property
     def imported(self) -> int:
@@ -117,13 +118,15 @@ class ImportResult:
         return len(self.run_ids)
 
     def summary(self) -> str:
-        """'imported 3 runs, skipped 1 duplicate' (and the sweeps, if any)."""
+        """'imported 3 runs, skipped 1 duplicate' (and the sweeps and the archive's date, if any)."""
         text = (
             f"imported {_count(self.imported, 'run')}, "
             f"skipped {_count(self.skipped_duplicates, 'duplicate')}"
         )
         if self.sweeps:
             text += f", and {_count(len(self.sweeps), 'sweep')} ({', '.join(self.sweeps)})"
+        if self.written:
+            text += f" (archive written {self.written})"
         return text
 
 
