@@ -430,7 +430,7 @@ if name:
 else:
     st.info(
         "Launch a sweep above, or pick a stored one. With the defaults, 2 conditions × 5 seeds "
-        "of 200 steps (the quick preset, which gains about 10 points in them) take about five "
+        "of 200 steps (the quick preset, which gains about 4-5 points in them) take about five "
         "minutes on a 2-core CPU.",
         icon=":material/info:",
     )
