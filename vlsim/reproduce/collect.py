@@ -75,8 +75,6 @@ def compute(store: Store, collected: list[Collected]) -> dict[str, Any]:
     steps = sum(int(i.config.get("steps", 0)) for i in infos)
     warm = {warm_group(i.config) for i in infos}
     sft = sum(int(json_cfg["sft_steps"]) for json_cfg in _warm_configs(infos))
-    starts = [i.started for i in infos if i.started is not None]
-    ends = [i.finished for i in infos if i.finished is not None]
     counts = store.probe_counts()
     probes = sum(counts.get(i.id, 0) for i in infos)
     steps_per_run = {
@@ -94,15 +92,17 @@ def compute(store: Store, collected: list[Collected]) -> dict[str, Any]:
         "sft_steps": sft,
         "probes": probes,
         "worker_seconds": _job_seconds(infos),
-        "elapsed_seconds": _busy_seconds(infos) if starts and ends else None,
+        "elapsed_seconds": _busy_seconds(infos),
     }
 
 
-def _busy_seconds(infos: list[RunInfo]) -> float:
-    """Length of the union of the runs' (start, finish) intervals."""
+def _busy_seconds(infos: list[RunInfo]) -> float | None:
+    """Length of the union of the runs' (start, finish) intervals; None if no run has both."""
     spans = sorted(
         (i.started, i.finished) for i in infos if i.started is not None and i.finished is not None
     )
+    if not spans:
+        return None
     total, lo, hi = 0.0, *spans[0]
     for start, end in spans[1:]:
         if start > hi:

@@ -74,8 +74,9 @@ def _set_path(data: dict[str, Any], dotted: str, value: Any) -> None:
         node[leaf] = json.loads(json.dumps(value)) if isinstance(value, (dict, list)) else value
 
 
-def _model(spec: SweepSpec) -> type[BaseModel]:
-    return LabConfig if spec.kind == "lab" else TrainConfig
+def _model(kind: str) -> type[BaseModel]:
+    """The config model of a run kind: LabConfig for 'lab', else TrainConfig."""
+    return LabConfig if kind == "lab" else TrainConfig
 
 
 def _base_data(spec: SweepSpec) -> dict[str, Any]:
@@ -104,7 +105,7 @@ def _apply_recipe(data: dict[str, Any], given: Iterable[str]) -> None:
 
 def _check_keys(spec: SweepSpec, keys: Iterable[str]) -> None:
     """Top-level field names must exist: say which do not, with a suggestion."""
-    fields = list(_model(spec).model_fields)
+    fields = list(_model(spec.kind).model_fields)
     bad = []
     for key in dict.fromkeys(keys):
         top = key.split(".")[0]
@@ -114,7 +115,7 @@ def _check_keys(spec: SweepSpec, keys: Iterable[str]) -> None:
         bad.append(f"{key!r}" + (f" (did you mean {near[0]!r}?)" if near else ""))
     if bad:
         raise SweepError(
-            f"not a field of {_model(spec).__name__}: {', '.join(bad)}. Fields: {', '.join(fields)}"
+            f"not a field of {_model(spec.kind).__name__}: {', '.join(bad)}. Fields: {', '.join(fields)}"
         )
 
 
@@ -212,7 +213,7 @@ def expand(spec: SweepSpec) -> list[PlannedRun]:
             f"the sweep has {len(conds)} conditions x {len(spec.seeds)} seeds = {total} runs; "
             f"at most {MAX_RUNS}: use fewer grid values or seeds"
         )
-    model = _model(spec)
+    model = _model(spec.kind)
     base = _base_data(spec)
     configs: dict[str, dict[str, Any]] = {}
     for label, overrides in conds:
@@ -276,9 +277,8 @@ def current_form(kind: str, config: Mapping[str, Any]) -> Mapping[str, Any]:
     A field is only ever added with a default that keeps the old behaviour, so a run stored
     before it existed still matches its plan. A config today's model refuses stays as stored.
     """
-    model = LabConfig if kind == "lab" else TrainConfig
     try:
-        return model.model_validate(dict(config)).model_dump(mode="json")
+        return _model(kind).model_validate(dict(config)).model_dump(mode="json")
     except ValidationError:
         return config
 
