@@ -428,8 +428,8 @@ class Page:
 
     def write(self, omit: Sequence[str] = ()) -> None:
         """Make the URL hold every model's last good settings that differ from the defaults
-        (but parameters starting with one of omit), and remember the widgets, so they survive
-        a visit to another page."""
+        (but parameters starting with one of omit), and remember the bound fields' widgets, so
+        they survive a visit to another page."""
         params: dict[str, str] = {}
         for binder in self.binders:
             params.update(binder.url_params())
@@ -437,13 +437,12 @@ class Page:
         write_url(self.name, params)
         if self.linked:  # a link to this same page may not have reached the address bar
             st.query_params.from_dict(params)
-        prefixes = tuple(
-            {b.key for b in self.binders} | {k for b in self.binders for k in b.keys.values()}
-        )
-        st.session_state[f"_{self.name}_memory"] = {
-            k: v for k, v in st.session_state.items()
-            if isinstance(k, str) and k.startswith(prefixes) and "editor" not in k
-        }  # fmt: skip
+        # Only the bound fields' own widgets: a button, download, upload or data editor under
+        # the same prefix refuses a value set through Session State, so putting one back on
+        # the next visit would stop the page with an exception.
+        ss = st.session_state
+        keys = {k for b in self.binders for k in b.widget_values(b.good)}
+        ss[f"_{self.name}_memory"] = {k: ss[k] for k in keys if k in ss}
 
     def stop(self) -> NoReturn:
         """Write the URL, then end this run (the page shows no results)."""

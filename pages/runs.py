@@ -15,13 +15,8 @@ import streamlit as st
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from streamlit.errors import StreamlitAPIException
 
-from pages.common import (
-    ensure_app_navigation,
-    new_url_params,
-    seed_widgets,
-    show_notices,
-    write_url,
-)
+from pages.binder import Page
+from pages.common import ensure_app_navigation, show_notices
 from pages.export import ChartBook
 from pages.reference_offer import reference_runs_button, show_loaded_message
 from pages.training_common import (
@@ -39,7 +34,6 @@ from pages.training_common import (
 from vlsim.analysis import format_seconds, metric_range, observed_lengths, reachable_threshold
 from vlsim.stats import run_speedups
 from vlsim.store import STATUSES, RunInfo
-from vlsim.url_codec import from_query, to_query
 
 ensure_app_navigation()
 
@@ -86,11 +80,6 @@ class RunsView(BaseModel):
 
 
 DEFAULTS = RunsView()
-FIELDS = tuple(RunsView.model_fields)
-
-
-def widget_values(view: RunsView) -> dict:
-    return {f"{K}{f}": getattr(view, f) for f in FIELDS}
 
 
 def table_rows(infos: list[RunInfo]) -> pd.DataFrame:
@@ -151,19 +140,24 @@ store = get_store()
 all_runs = store.list_runs()
 by_id = {r.id: r for r in all_runs}
 
-url = new_url_params(PAGE)
-if url is not None:
-    view, notices = from_query(RunsView, url)
+
+def in_this_store(view: RunsView) -> tuple[RunsView, list[str]]:
+    """A link's selection without the runs this store does not hold."""
     missing = [i for i in view.runs if i not in by_id]
-    if missing:
-        notices.append(
-            f"Run(s) {', '.join(map(str, missing[:10]))} from the link are not in this store; "
-            "they are left out."
-        )
-        view = view.model_copy(update={"runs": [i for i in view.runs if i in by_id]})
-    seed_widgets(widget_values(view), force=True)
-    show_notices(notices)
-seed_widgets(widget_values(DEFAULTS))
+    if not missing:
+        return view, []
+    notice = (
+        f"Run(s) {', '.join(map(str, missing[:10]))} from the link are not in this store; "
+        "they are left out."
+    )
+    return view.model_copy(update={"runs": [i for i in view.runs if i in by_id]}), [notice]
+
+
+page = Page(PAGE)
+settings = page.bind(RunsView, K, RunsView.model_fields, check=in_this_store)
+linked = page.open()
+# a link's threshold differs from the default (links hold only the settings that do)
+linked_threshold = linked and settings.good.threshold != DEFAULTS.threshold
 if not st.session_state.get(f"{K}runs") and not st.session_state.get("_runs_seeded"):
     trained = [r for r in all_runs if trained_or_training(r)]
     newest_group = next((r.group_name for r in trained if r.group_name), None)
@@ -179,9 +173,10 @@ if not all_runs:
         "import an archive with `python -m vlsim runs import FILE`, or load the reference runs.",
         icon=":material/info:",
     )
-    # loaded: the page picks its default selection again, among the new runs
+    # loaded: the page picks its default selection again, among the new runs (the key is
+    # outside K: a button's value must not be remembered with the settings, see Page.write)
     reference_runs_button(
-        f"{K}load_reference", lambda _: st.session_state.pop("_runs_seeded", None)
+        f"_{K}load_reference", lambda _: st.session_state.pop("_runs_seeded", None)
     )
     st.stop()
 
@@ -237,7 +232,7 @@ colors = run_colors(selected)
 metrics = numeric_metrics([df for _, df in frames]) or [DEFAULT_METRIC]
 for key in (f"{K}metric", f"{K}tmetric"):
     if st.session_state[key] not in metrics:
-        if url is not None and st.session_state[key] != DEFAULT_METRIC and selected:
+        if linked and st.session_state[key] != DEFAULT_METRIC and selected:
             show_notices([f"metric {st.session_state[key][:40]!r} is not logged by these runs"])
         st.session_state[key] = DEFAULT_METRIC if DEFAULT_METRIC in metrics else metrics[0]
 
@@ -299,7 +294,7 @@ with c2:
     tmetric = st.session_state[f"{K}tmetric"]
     ranges = [r for r in (metric_range(df, tmetric) for _, df in frames) if r is not None]
     auto, auto_note = reachable_threshold(ranges)
-    if url is not None and "threshold" in url:
+    if linked_threshold:
         st.session_state["_runs_auto_threshold"] = None  # the link chose it
     last_auto = st.session_state.get("_runs_auto_threshold", math.nan)
     if last_auto is not None and auto is not None:
@@ -378,10 +373,10 @@ if selected:
 # ----------------------------------------------------------------------------- URL
 
 try:
-    view = RunsView.model_validate({f: st.session_state[f"{K}{f}"] for f in FIELDS})
-    write_url(PAGE, to_query(view, DEFAULTS))
+    settings.read()
 except ValidationError as err:
-    st.warning(f"These settings cannot go into the link: {err.errors()[0]['msg']}")
+    st.warning(f"These settings cannot go into the link:\n\n{settings.errors(err)}")
+page.write()
 
 # ----------------------------------------------------------------------------- actions
 
@@ -507,7 +502,7 @@ with st.expander("Delete this run", icon=":material/delete:"):
         "A running run is stopped first. This cannot be undone."
     )
     confirm = st.checkbox(
-        f"Yes, delete run #{run_id}", key=f"{K}confirm.{run_id}", help="Tick to enable the button."
+        f"Yes, delete run #{run_id}", key=f"_{K}confirm.{run_id}", help="Tick to enable the button."
     )
     st.button(
         "Delete",

@@ -107,7 +107,7 @@ def test_an_empty_store_loads_the_reference_runs_with_one_button(data_dir, page)
     at = app(page)
     assert at.title[0].value == ("Runs" if page == RUNS else "vlsim: loss aggregation in RLVR")
     no_exceptions(at)
-    key = "runs.load_reference" if page == RUNS else "home.load_reference"
+    key = "_runs.load_reference" if page == RUNS else "home.load_reference"
     button = by_key(at.button, key)
     assert button.label == "Load the reference runs"
     assert any("docs/reference_runs/" in m.value for m in at.markdown)

@@ -356,7 +356,7 @@ def test_runs_page_delete_needs_confirmation(data_dir) -> None:
     by_key(at.selectbox, "runs.action_run").set_value(ids["dr_grpo"]).run()
     delete = next(b for b in at.button if b.label == "Delete")
     assert delete.disabled
-    next(c for c in at.checkbox if c.key == f"runs.confirm.{ids['dr_grpo']}").check().run()
+    next(c for c in at.checkbox if c.key == f"_runs.confirm.{ids['dr_grpo']}").check().run()
     next(b for b in at.button if b.label == "Delete").click().run()
     no_exceptions(at)
     assert ids["dr_grpo"] not in [r.id for r in Store(data_dir).list_runs()]

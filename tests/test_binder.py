@@ -101,3 +101,40 @@ def test_a_link_sets_the_widgets_once_and_bad_parameters_are_named():
                        "lengths.shape": "1.2"}  # fmt: skip
     at.number_input(key="toy.size").set_value(32).run()  # the page's own rerun: no new notice
     assert not at.warning and at.number_input(key="toy.size").value == 32
+
+
+def visited_page() -> None:
+    import streamlit as st
+    from pydantic import BaseModel, Field
+
+    from pages.binder import Page
+
+    class Small(BaseModel):
+        size: int = Field(8, ge=2, le=64, description="How many.")
+
+    if st.session_state.get("elsewhere"):  # another page: this one's widgets are not drawn
+        st.text("another page")
+        return
+    page = Page("visit")
+    small = page.bind(Small, "visit.", Small.model_fields)
+    page.open()
+    small.widget("size")
+    small.value()
+    st.button("act", key="visit.act")  # under the same prefix, but not a setting
+    st.download_button("save", data="x", key="visit.save")
+    page.write()
+
+
+def test_settings_survive_a_visit_to_another_page_and_buttons_are_not_put_back():
+    at = AppTest.from_function(visited_page, default_timeout=30).run()
+    at.number_input(key="visit.size").set_value(16).run()
+    at.button(key="visit.act").click().run()
+    at.session_state["elsewhere"] = True
+    at.run()
+    assert "visit.size" not in at.session_state and "visit.act" not in at.session_state
+    at.session_state["elsewhere"] = False
+    at.run()
+    # a button's value put back through Session State would raise on the page's return
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.number_input(key="visit.size").value == 16
+    assert url(at) == {"size": "16"}
