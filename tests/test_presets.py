@@ -165,6 +165,16 @@ def test_a_recipe_contradicting_explicit_settings_is_refused_clearly() -> None:
     assert cfg.alpha == 0.5 and cfg.dynamic_sampling
 
 
+def test_a_recipe_replaces_the_presets_own_settings_but_not_given_ones() -> None:
+    # wide keeps unsolved answers near the warm start with a KL term; DAPO drops it
+    assert preset_config("wide").kl_coef > 0
+    for recipe in ("dapo", "dapo_vl_norm"):
+        cfg = preset_config("wide", recipe=recipe)
+        assert cfg.kl_coef == 0.0 and cfg.task == preset_config("wide").task
+    with pytest.raises(ValueError, match=r"kl_coef=0.1 \(the recipe sets 0.0\)"):
+        preset_config("wide", recipe="dapo", kl_coef=0.1)
+
+
 def test_apply_recipe_switches_a_finished_config() -> None:
     cfg = preset_config("wide", aggregator="grpo", dynamic_sampling=False)
     switched = apply_recipe(cfg, "dapo_vl_norm")

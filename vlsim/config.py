@@ -394,31 +394,27 @@ PRESETS: dict[str, dict[str, Any]] = {
         # and every RL step holds each size in that share: 7, 3 and 6 of its 16 prompts).
         # Every warm-start trace writes each combination step of its path (keep_path), plus
         # dead ends in proportion to the steps (median 8 tokens a step), so a 4-number answer
-        # is about three times a 2-number one; even a policy that drops every dead end still
-        # writes 3 steps for 4 numbers and 1 for 2. No planted wrong answers (wrong_rate 0).
-        # MEASURED (benchmarks/bench_presets.py --preset wide --steps 1000 --eval-every 50,
-        # GRPO, seed 0, 1 thread, shared 2-core machine): over 1,000 steps (10.0 RL minutes)
-        # the step's p90/p10 ranged 2.83 to 8.00 (median 3.67), under 3 at 3 of 20 evaluations
-        # (2.92, 2.88, 2.83; seed 1: 2.10-6.95, under 3 at 6 of 20): the ">= 3 at every
-        # evaluation" target is NOT met. Mean length 31.6 -> 29.3 tokens. Held-out mean@k
-        # 0.109 -> 0.177 (best 0.182; 96 problems x 4 samples, so +-0.03 is noise): about 7
-        # points in 10 RL minutes (seed 1: 0.076 -> 0.115, best 0.141). p10 sits in the
-        # 2-number answers (9-13 tokens), p90 in the 4-number ones (34-96), which the policy
-        # almost never solves; when it shortens them, p90/p10 dips under 3. Before each step
-        # held every size in its share (a uniform draw), the same runs gave 2.18-6.86 (median
-        # 3.28, under 3 at 7 of 20; seed 1: 1.62-4.45, 11 of 20) and 0.109 -> 0.141.
-        # TRIED and not shipped (docs/presets.md has the figures): sizes (2, 3, 5); weights
-        # 40/10/50; credit for a complete wrong attempt; grading the written work (the policy's
-        # written arithmetic is mostly wrong, so no 3- or 4-number answer ever earned it);
-        # warm-start traces where thorough searches are more often right; traces that write
-        # the numbers still to combine after each step (2 seeds: under 3 at 2 and 5 of 20). In
-        # every one the unsolved sizes' answers drift to the 2-number answers' length within
-        # 150-800 steps: lengths follow problem size only while bigger problems earn a reward.
-        # With model_size "medium" (seed 0, 2 threads) p90/p10 stayed >= 3 at all 20
-        # evaluations (3.08-6.86, median 3.87), but took 23.8 RL minutes and gained nothing
-        # held out (0.156 -> 0.130, best 0.180): one seed, not shipped yet (docs/presets.md).
+        # is about three times a 2-number one. No planted wrong answers (wrong_rate 0).
+        # The KL penalty to the warm-start policy (0.1; GRPO's original recipe has one, 0.04)
+        # keeps the answers to problems the policy cannot solve as the warm start wrote them:
+        # a group whose answers all fail has advantages 0, so without it those answers get no
+        # gradient of their own and drift, through the shared weights, to the length of the
+        # solved 2-number answers (docs/presets.md: 13 variants, a bigger policy and Dr. GRPO
+        # among them, all failed that way). The DAPO recipes drop the KL term, as DAPO does.
+        # MEASURED (benchmarks/bench_presets.py --preset wide --steps 1000 --eval-every 50
+        # --seed S, GRPO, 1 thread, two runs at once on 2 cores): p90/p10 of the step's lengths
+        # >= 3 at all 20 evaluations on seeds 0 and 1 (3.61-6.09, median 4.46; 3.53-5.99,
+        # median 4.43); mean length 30.6 -> 31.6 and 32.2 -> 29.2 tokens. p10 sits in the
+        # 2-number answers (12-14 tokens), p90 in the 4-number ones (45-78), which the policy
+        # almost never solves. Held-out mean@k (96 problems x 4 samples, +-0.03 is noise)
+        # 0.109 -> 0.134 and 0.076 -> 0.139 (mean of the last five evaluations; best 0.159 and
+        # 0.164), the step's share correct 0.17 -> 0.38 and 0.20 -> 0.40, in 13.1-13.4 RL
+        # minutes (the reference policy's forward pass costs about 30%). Without the KL term
+        # the policy learns a little more (0.109 -> 0.177 on seed 0) but p90/p10 fell under 3
+        # at 3 and 6 of 20 evaluations; with 0.04, at 1 of 20 (2.95) and 0 of 20.
         "task": {"sizes": [2, 3, 4], "size_weights": [0.4, 0.2, 0.4]},
         "trace": STEP_TRACES,
+        "kl_coef": 0.1,
         "max_new_tokens": 96,
         # 16 prompts of 8 answers (128 as by default): each step then holds every size (with 8
         # prompts, a step without 4-number problems has a narrow spread by chance).
@@ -506,7 +502,9 @@ def preset_config(preset: str = "default", **overrides: Any) -> TrainConfig:
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
     data = merge_dicts({"preset": preset}, copy.deepcopy(PRESETS[preset]))  # callers may edit it
-    data = merge_dicts(data, overrides)
+    if overrides.get("recipe") in RECIPES:  # a recipe's settings replace the preset's (wide's KL)
+        data = merge_dicts(data, copy.deepcopy(RECIPES[overrides["recipe"]]))
+    data = merge_dicts(data, overrides)  # given settings that clash with the recipe still fail
     try:
         return TrainConfig.model_validate(data)
     except ValidationError as err:
