@@ -53,8 +53,8 @@ RECIPE_NOTES = {
 FIELDS = ("task.n_numbers", "task.high", "task.max_target", "task.n_train", "task.n_test",
           "trace.length", "trace.mode", "trace.filler_symbols", "trace.wrong_rate",
           "trace.length_correctness_slope", "model_size", "prompts_per_step", "group_size",
-          "max_new_tokens", "lr", "clip_low", "clip_high", "steps", "sft_steps", "seed", "alpha",
-          "scope", "probe.every")  # fmt: skip
+          "max_new_tokens", "lr", "clip_low", "clip_high", "kl_coef", "steps", "sft_steps", "seed",
+          "alpha", "scope", "probe.every")  # fmt: skip
 
 
 class ArenaChoice(BaseModel):
@@ -228,6 +228,14 @@ with st.sidebar:
         for column, (path, label) in zip(row(2), pair, strict=True):
             with column:
                 train.widget(path, label, disabled=path.startswith("clip") and recipe != "none")
+    train.widget(
+        "kl_coef",
+        "KL penalty to the warm start",
+        more_help="The wide preset uses 0.1: answers to problems the policy cannot solve get no "
+        "reward signal, and without it they drift to the length of the solved ones. The DAPO "
+        "recipes set 0.",
+        disabled=recipe != "none",
+    )
 
     st.header("Gradient probes")
     st.toggle(

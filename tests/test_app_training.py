@@ -156,6 +156,9 @@ def test_arena_preset_resets_the_controls(data_dir) -> None:
     no_exceptions(reloaded)
     assert by_key(reloaded.selectbox, "arena.preset").value == "long"
     assert by_key(reloaded.number_input, "arena.max_new_tokens").value == 192
+    assert by_key(reloaded.number_input, "arena.kl_coef").value == 0.0
+    by_key(reloaded.selectbox, "arena.preset").set_value("wide").run()
+    assert by_key(reloaded.number_input, "arena.kl_coef").value == 0.1  # wide's KL term
 
 
 def test_arena_bad_url_falls_back_with_a_warning(data_dir) -> None:
@@ -257,6 +260,7 @@ def test_arena_recipe_both_trains_dapo_and_dapo_vl_norm_on_one_seed(data_dir) ->
     assert any("clip-higher" in c.value for c in at.caption)
     assert any(c.value.startswith("2 run(s)") for c in at.caption)
     assert by_key(at.number_input, "arena.clip_high").disabled
+    assert by_key(at.number_input, "arena.kl_coef").disabled
     assert at.query_params["recipe"] == "both"
     next(b for b in at.button if b.label == "Start training").click().run()
     no_exceptions(at)
@@ -266,6 +270,7 @@ def test_arena_recipe_both_trains_dapo_and_dapo_vl_norm_on_one_seed(data_dir) ->
         ("dapo_vl_norm", "vl_norm"),
     ]
     assert all(r.config["dynamic_sampling"] and r.config["clip_high"] == 0.28 for r in runs)
+    assert all(r.config["kl_coef"] == 0.0 for r in runs)
     assert {r.seed for r in runs} == {0} and len({r.job_id for r in runs}) == 1
     labels = " ".join(m.value for m in at.markdown)
     assert "DAPO recipe" in labels and "DAPO + VL Norm recipe (α=1)" in labels
