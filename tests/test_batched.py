@@ -10,7 +10,7 @@ import torch
 from vlsim import batch_runner
 from vlsim.aggregators import aggregate
 from vlsim.batch_runner import execute_batch, policy_bytes
-from vlsim.batch_trainer import BatchTrainer, check_batchable
+from vlsim.batch_trainer import BatchTrainer, check_batchable, policy_loss
 from vlsim.batched import StackedPolicy, plan_buckets, single_bucket, token_logprobs
 from vlsim.config import preset_config
 from vlsim.model import TinyGPT, model_config
@@ -90,6 +90,55 @@ def test_batched_runs_equal_the_same_runs_alone(warm_cache) -> None:
         for name, p in alone.policy.params.items():
             torch.testing.assert_close(p[0], batch.policy.params[name][k], rtol=1e-4, atol=2e-5)
     assert any(r["charts/updated"] for _, r in together[0])
+
+
+def test_kl_term_pulls_answers_without_a_reward_signal_back_to_the_warm_start(warm_cache):
+    """Advantages all 0 (a group whose answers all fail): no gradient without the KL term; with
+    it, k3 = exp(r) - r - 1 (r = log ref - log pi) per token, and a step down its gradient
+    brings the policy closer to the warm start (why the wide preset uses it)."""
+    cfgs = [small_config(kl_coef=0.5)]
+    trainer = BatchTrainer(cfgs, cache_dir=warm_cache)
+    trainer.step()
+    ro = trainer.last_rollouts
+    with torch.no_grad():  # move the policy away from its reference (the warm start)
+        gen = torch.Generator().manual_seed(0)
+        for p in trainer.policy.parameters():
+            p.add_(0.02 * torch.randn(p.shape, generator=gen))
+    K, N = ro.lengths.shape
+    zero = torch.zeros(K, N)
+    keep = torch.ones(K, N, dtype=torch.bool)
+    buckets = plan_buckets(ro.lengths, ro.prompts.shape[2])
+    params = list(trainer.policy.parameters())
+
+    def loss_and_grads(reference):
+        for p in params:
+            p.grad = None
+        losses, stats = policy_loss(trainer.policy, ro, zero, keep, cfgs, buckets, reference)
+        losses[0].backward()
+        return losses[0].item(), stats[0], [p.grad.clone() for p in params]
+
+    _, stats, grads = loss_and_grads(None)
+    assert stats["losses/kl"] == 0.0
+    assert all(float(g.abs().max()) == 0.0 for g in grads)  # no reward signal, no gradient
+
+    def mean_k3() -> float:
+        with torch.no_grad():
+            logp, _ = token_logprobs(trainer.policy, ro.prompts, ro.tokens, buckets, [1.0], False)
+            ref, _ = token_logprobs(trainer.reference, ro.prompts, ro.tokens, buckets, [1.0], False)
+        r = ref - logp  # (K, N, W)
+        mask = ro.mask[..., : r.shape[2]].float()
+        return float(((torch.exp(r) - r - 1) * mask).sum() / mask.sum())
+
+    before = mean_k3()
+    loss, stats, grads = loss_and_grads(trainer.reference)
+    assert stats["losses/kl"] == pytest.approx(before, rel=1e-5) and before > 0
+    norm = float(torch.sqrt(sum((g * g).sum() for g in grads)))
+    assert norm > 0
+    with torch.no_grad():  # a short step down the gradient
+        for p, g in zip(params, grads, strict=True):
+            p.sub_(0.05 * g / norm)
+    assert loss_and_grads(trainer.reference)[0] < loss
+    assert mean_k3() < before  # back towards the warm start
 
 
 def test_packed_pass_equals_padded_pass() -> None:
