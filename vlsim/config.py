@@ -403,13 +403,14 @@ PRESETS: dict[str, dict[str, Any]] = {
         # among them, all failed that way). The DAPO recipes drop the KL term, as DAPO does.
         # MEASURED (benchmarks/bench_presets.py --preset wide --steps 1000 --eval-every 50
         # --seed S, GRPO, 1 thread, two runs at once on 2 cores): p90/p10 of the step's lengths
-        # >= 3 at all 20 evaluations on seeds 0 and 1 (3.61-6.09, median 4.46; 3.53-5.99,
-        # median 4.43); mean length 30.6 -> 31.6 and 32.2 -> 29.2 tokens. p10 sits in the
-        # 2-number answers (12-14 tokens), p90 in the 4-number ones (45-78), which the policy
-        # almost never solves. Held-out mean@k (96 problems x 4 samples, +-0.03 is noise)
-        # 0.109 -> 0.134 and 0.076 -> 0.139 (mean of the last five evaluations; best 0.159 and
-        # 0.164), the step's share correct 0.17 -> 0.38 and 0.20 -> 0.40, in 13.1-13.4 RL
-        # minutes (the reference policy's forward pass costs about 30%). Without the KL term
+        # >= 3 at all 20 evaluations on seeds 0, 1 and 2 (3.61-6.09, median 4.46; 3.53-5.99,
+        # median 4.43; 3.23-6.02, median 4.03); mean length 30.6 -> 31.6, 32.2 -> 29.2 and
+        # 32.5 -> 30.6 tokens. p10 sits in the 2-number answers (11-14 tokens), p90 in the
+        # 4-number ones (40-78), which the policy almost never solves. Held-out mean@k (96
+        # problems x 4 samples, +-0.03 is noise) 0.109 -> 0.134, 0.076 -> 0.139 and 0.094 ->
+        # 0.144 (mean of the last five evaluations; best 0.159, 0.164, 0.161), the step's
+        # share correct 0.17 -> 0.38, 0.20 -> 0.40 and 0.22 -> 0.29, in 13.1-16.7 RL minutes
+        # (the reference policy's forward pass costs about 30%). Without the KL term
         # the policy learns a little more (0.109 -> 0.177 on seed 0) but p90/p10 fell under 3
         # at 3 and 6 of 20 evaluations; with 0.04, at 1 of 20 (2.95) and 0 of 20.
         "task": {"sizes": [2, 3, 4], "size_weights": [0.4, 0.2, 0.4]},
