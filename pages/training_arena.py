@@ -222,19 +222,20 @@ with st.sidebar:
             ("group_size", "G answers"), ("max_new_tokens", "M tokens")), strict=True):  # fmt: skip
         with column:
             train.widget(path, label)
+    recipe_sets = {f for r in RECIPE_RUNS.get(recipe, []) for f in RECIPES[r]}  # locked boxes
     for pair in ((("lr", "learning rate"), ("seed", "seed")),
                  (("clip_low", "clip low"), ("clip_high", "clip high")),
                  (("steps", "RL steps"), ("sft_steps", "SFT steps"))):  # fmt: skip
         for column, (path, label) in zip(row(2), pair, strict=True):
             with column:
-                train.widget(path, label, disabled=path.startswith("clip") and recipe != "none")
+                train.widget(path, label, disabled=path in recipe_sets)
     train.widget(
         "kl_coef",
         "KL penalty to the warm start",
         more_help="The wide preset uses 0.1: answers to problems the policy cannot solve get no "
         "reward signal, and without it they drift to the length of the solved ones. The DAPO "
         "recipes set 0.",
-        disabled=recipe != "none",
+        disabled="kl_coef" in recipe_sets,
     )
 
     st.header("Gradient probes")
